@@ -1,0 +1,55 @@
+# The two commands: `make run` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export FLASK_APP := wsgi
+
+.DEFAULT_GOAL := help
+
+help: ## List the make targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.python-ok:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + "); set PYTHON=python3.x")'
+	@$(PYTHON) -m venv $(VENV)
+	@touch $@
+
+$(VENV)/.installed-runtime: $(VENV)/.python-ok requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-runtime requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.installed-runtime ## Create .venv and install the runtime requirements
+
+install-dev: $(VENV)/.installed-dev ## Install the development requirements too
+
+migrate: install ## Apply database migrations (flask db upgrade)
+	$(BIN)/flask db upgrade
+
+run: install ## Migrate the embedded database, create a demo admin, serve on 127.0.0.1:$(PORT)
+	$(BIN)/flask db upgrade
+	$(BIN)/flask users ensure-demo-admin
+	@echo "Swagger UI: http://127.0.0.1:$(PORT)/docs"
+	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
+
+lint: install-dev ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install-dev ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: install-dev lint ## Lint, then the whole suite against real PostgreSQL and Redis
+	$(BIN)/pytest
+
+clean: ## Remove the virtualenv and caches (instance/ is kept)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help install install-dev migrate run lint format test clean

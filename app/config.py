@@ -1,0 +1,221 @@
+"""Typed settings: the only module that reads the environment.
+
+One class per profile, chosen by ``APP_ENV`` (``development`` by default, ``testing``,
+``production``). Production refuses to start on an unsafe value with one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIN_SECRET_BYTES = 32
+
+Environment = Literal["development", "testing", "production"]
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or unsafe; the message names it in one line."""
+
+
+def normalize_database_url(raw: str) -> URL:
+    """Parse a database URL, choosing psycopg2 for the URLs platforms hand out.
+
+    SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3, and Heroku-style platforms still give
+    ``postgres://``; both mean "PostgreSQL through psycopg2" here.
+    """
+    url = make_url(raw)
+    if url.drivername in {"postgres", "postgresql"}:
+        url = url.set(drivername="postgresql+psycopg2")
+    return url
+
+
+class Settings(BaseSettings):
+    """Settings shared by every profile; each field is read from the variable of the same name."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    APP_ENV: Environment = "development"
+    SERVICE_NAME: str = "flask-service-template"
+    INSTANCE_PATH: Path = PROJECT_ROOT / "instance"
+
+    SECRET_KEY: SecretStr | None = None
+    JWT_SECRET_KEY: SecretStr | None = None
+    JWT_ISSUER: str = "flask-service-template"
+    JWT_AUDIENCE: str = "flask-service-template-api"
+    ACCESS_TOKEN_TTL_SECONDS: int = Field(default=15 * 60, ge=30, le=24 * 3600)
+    REFRESH_TOKEN_TTL_SECONDS: int = Field(default=14 * 24 * 3600, ge=60)
+
+    DATABASE_URL: str = ""
+    DATABASE_POOL_SIZE: int = Field(default=5, ge=1, le=200)
+    DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0, le=200)
+    DATABASE_POOL_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    DATABASE_CONNECT_TIMEOUT_SECONDS: int = Field(default=5, ge=1)
+    DATABASE_ECHO: bool = False
+    HEALTH_CHECK_TIMEOUT_MS: int = Field(default=1000, ge=50)
+
+    PASSWORD_HASH_TIME_COST: int = Field(default=3, ge=1)
+    PASSWORD_HASH_MEMORY_KIB: int = Field(default=64 * 1024, ge=8)
+    PASSWORD_HASH_PARALLELISM: int = Field(default=4, ge=1)
+
+    MAX_CONTENT_LENGTH: int = Field(default=1024 * 1024, ge=1024)
+    DEFAULT_PAGE_SIZE: int = Field(default=20, ge=1, le=100)
+    MAX_PAGE_SIZE: int = Field(default=100, ge=1, le=1000)
+
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    LOG_FORMAT: Literal["json", "text"] = "json"
+
+    DOCS_ENABLED: bool = True
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _database_url_parses(cls, value: str) -> str:
+        if value:
+            try:
+                normalize_database_url(value)
+            except Exception as exc:  # sqlalchemy raises ArgumentError with a long text
+                raise ValueError("is not a valid database URL") from exc
+        return value
+
+    @property
+    def database_url(self) -> URL:
+        """The SQLAlchemy URL, with the driver chosen for PostgreSQL."""
+        return normalize_database_url(self.DATABASE_URL)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the embedded SQLite database is in use."""
+        return self.database_url.get_backend_name() == "sqlite"
+
+    @property
+    def jwt_key(self) -> str:
+        """The HS256 signing key: ``JWT_SECRET_KEY``, else ``SECRET_KEY``."""
+        key = self.JWT_SECRET_KEY or self.SECRET_KEY
+        if key is None:  # validators guarantee a key; this keeps mypy honest
+            raise ConfigError("SECRET_KEY: is not set")
+        return key.get_secret_value()
+
+    def flask_config(self) -> dict[str, Any]:
+        """The subset Flask and its extensions read from ``app.config``."""
+        secret = self.SECRET_KEY.get_secret_value() if self.SECRET_KEY else ""
+        return {
+            "ENV_NAME": self.APP_ENV,
+            "SECRET_KEY": secret,
+            "TESTING": self.APP_ENV == "testing",
+            "DEBUG": False,
+            "MAX_CONTENT_LENGTH": self.MAX_CONTENT_LENGTH,
+            "JSON_SORT_KEYS": False,
+        }
+
+
+class DevelopmentSettings(Settings):
+    """``make run`` on a laptop: SQLite under ``instance/``, a generated secret, ``.env`` read."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", frozen=True, env_file=".env"
+    )
+    LOG_FORMAT: Literal["json", "text"] = "text"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_defaults(cls, data: Any) -> Any:
+        data = dict(data)
+        instance = Path(data.get("INSTANCE_PATH") or PROJECT_ROOT / "instance")
+        if not data.get("DATABASE_URL"):
+            data["DATABASE_URL"] = f"sqlite:///{instance / 'app.db'}"
+        if not data.get("SECRET_KEY"):
+            data["SECRET_KEY"] = _development_secret(instance)
+        return data
+
+
+class TestingSettings(Settings):
+    """The test suite; the fixtures pass the database URL explicitly."""
+
+    SECRET_KEY: SecretStr | None = SecretStr("testing-secret-key-not-for-production-use")
+    DATABASE_URL: str = "sqlite://"
+    PASSWORD_HASH_TIME_COST: int = 1
+    PASSWORD_HASH_MEMORY_KIB: int = 8
+    PASSWORD_HASH_PARALLELISM: int = 1
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+
+class ProductionSettings(Settings):
+    """Real deployments: every unsafe default is refused."""
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> ProductionSettings:
+        for name in ("SECRET_KEY", "JWT_SECRET_KEY"):
+            value: SecretStr | None = getattr(self, name)
+            if name == "SECRET_KEY" and value is None:
+                raise ValueError(f"{name}: must be set in production")
+            if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                raise ValueError(f"{name}: must be at least {MIN_SECRET_BYTES} bytes in production")
+        if not self.DATABASE_URL:
+            raise ValueError("DATABASE_URL: must be set in production")
+        if self.is_sqlite:
+            raise ValueError("DATABASE_URL: SQLite is for development only; use PostgreSQL")
+        return self
+
+
+PROFILES: dict[str, type[Settings]] = {
+    "development": DevelopmentSettings,
+    "testing": TestingSettings,
+    "production": ProductionSettings,
+}
+
+
+def _development_secret(instance: Path) -> str:
+    """A random key kept in ``instance/`` so development tokens survive a restart."""
+    path = instance / "dev-secret-key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def check_url(name: str, value: str, schemes: set[str]) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a URL with one of ``schemes``."""
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.hostname or parts.path):
+        allowed = ", ".join(sorted(schemes))
+        raise ValueError(f"{name}: is not a valid URL (expected {allowed})")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings of the profile named by ``APP_ENV`` (or ``overrides``)."""
+    env = str(overrides.get("APP_ENV") or os.environ.get("APP_ENV") or "development")
+    profile = PROFILES.get(env)
+    if profile is None:
+        raise ConfigError(f"APP_ENV: must be one of {', '.join(PROFILES)} (got {env!r})")
+    try:
+        return profile(**{**overrides, "APP_ENV": env})
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    messages = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        location = ".".join(str(part) for part in error["loc"])
+        messages.append(message if not location else f"{location}: {message}")
+    return "invalid configuration: " + "; ".join(messages)
+
+
+def current_settings() -> Settings:
+    """The settings of the running app (inside an app context)."""
+    from flask import current_app
+
+    settings: Settings = current_app.extensions["settings"]
+    return settings

@@ -1,0 +1,1 @@
+"""Shared kernel: database, errors, API base classes, security, logging. Imports no feature."""

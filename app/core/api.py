@@ -1,0 +1,152 @@
+"""flask-smorest base classes: the Api with the project's error shape, and a Blueprint that
+documents errors and authentication in one decorator each."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import flask_smorest
+import marshmallow as ma
+from flask import Flask, request
+
+from app.core.auth import current_principal, require_admin
+from app.core.errors import CODES, MESSAGES, handle_http_exception, register_error_handlers
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+BEARER_SCHEME = "bearerAuth"
+JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class ErrorSchema(ma.Schema):
+    """The one error shape of every non-2xx response."""
+
+    code = ma.fields.String(
+        required=True, metadata={"description": "Machine-readable code", "example": "not_found"}
+    )
+    status = ma.fields.Integer(
+        required=True, metadata={"description": "HTTP status", "example": 404}
+    )
+    message = ma.fields.String(
+        required=True,
+        metadata={"description": "Human-readable message", "example": MESSAGES[404]},
+    )
+    errors = ma.fields.Dict(
+        metadata={
+            "description": "Per-field messages by location (json, query, headers), then field",
+            "example": {"json": {"title": ["Missing data for required field."]}},
+        }
+    )
+    request_id = ma.fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Id of the request, as in X-Request-ID",
+            "example": "9f1c2b7e0d3a4c5b8e6f7a8b9c0d1e2f",
+        },
+    )
+
+
+def error_example(status: int) -> dict[str, Any]:
+    """An example body for ``status`` in the error shape."""
+    example: dict[str, Any] = {
+        "code": CODES.get(status, "error"),
+        "status": status,
+        "message": MESSAGES.get(status, "Error."),
+        "request_id": "9f1c2b7e0d3a4c5b8e6f7a8b9c0d1e2f",
+    }
+    if status == 422:
+        example["errors"] = {"json": {"title": ["Missing data for required field."]}}
+    return example
+
+
+class Api(flask_smorest.Api):  # type: ignore[misc]
+    """flask-smorest's Api with the project's error shape and bearer scheme."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app: Flask, *args: Any, **kwargs: Any) -> None:
+        """Bind to ``app`` and declare the bearer security scheme."""
+        super().init_app(app, *args, **kwargs)
+        self.spec.components.security_scheme(
+            BEARER_SCHEME,
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "An access token from POST /api/v1/auth/login.",
+            },
+        )
+
+    def _register_error_handlers(self) -> None:
+        register_error_handlers(self._app)
+
+    def handle_http_exception(self, error: Any) -> Any:
+        """Kept for flask-smorest callers; delegates to the project's handler."""
+        return handle_http_exception(error)
+
+
+class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
+    """A flask-smorest Blueprint with ``errors`` and ``auth`` decorators."""
+
+    def errors(self, *statuses: int) -> Callable[[F], F]:
+        """Document ``statuses`` as error responses of the decorated operation."""
+
+        def decorator(func: F) -> F:
+            for status in statuses:
+                func = self.alt_response(
+                    status,
+                    schema=ErrorSchema,
+                    description=MESSAGES.get(status, "Error"),
+                    example=error_example(status),
+                )(func)
+            return func
+
+        return decorator
+
+    def auth(self, *, admin: bool = False) -> Callable[[F], F]:
+        """Require a valid access token (and the admin role when ``admin``)."""
+
+        def decorator(func: F) -> F:
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                principal = current_principal()
+                if admin:
+                    require_admin(principal)
+                return func(*args, **kwargs)
+
+            wrapper = self.doc(security=[{BEARER_SCHEME: []}])(wrapper)
+            statuses = (401, 403) if admin else (401,)
+            return self.errors(*statuses)(wrapper)  # type: ignore[return-value]
+
+        return decorator
+
+
+def accepts_form_data(func: F) -> F:
+    """Mark a view that takes ``multipart/form-data`` instead of JSON."""
+    func._accepts_form_data = True  # type: ignore[attr-defined]
+    return func
+
+
+def require_json_body(app: Flask) -> None:
+    """Refuse a body that is not JSON with 415 before any view parses it."""
+
+    @app.before_request
+    def _check_content_type() -> None:
+        if request.method not in JSON_METHODS or not request.path.startswith("/api/"):
+            return
+        has_body = bool(request.content_length) or "chunked" in request.headers.get(
+            "Transfer-Encoding", ""
+        )
+        if not has_body:
+            return
+        view = app.view_functions.get(request.endpoint or "")
+        if view is not None and getattr(view, "_accepts_form_data", False):
+            if request.mimetype == "multipart/form-data":
+                return
+        elif request.is_json:
+            return
+        from werkzeug.exceptions import UnsupportedMediaType
+
+        raise UnsupportedMediaType()

@@ -1,0 +1,155 @@
+"""SQLAlchemy 2 base, column types that behave the same on PostgreSQL and SQLite, and sessions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import JSON, DateTime, Engine, MetaData, Uuid, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from app.config import Settings
+
+# Stable constraint names, so Alembic can drop and alter them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; pass a timezone-aware value")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every model."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONType,
+        list[str]: JSONType,
+        uuid.UUID: Uuid(),
+    }
+
+
+def build_engine(settings: Settings) -> Engine:
+    """Create the engine with the pool settings of ``settings``."""
+    url = settings.database_url
+    if settings.is_sqlite:
+        in_memory = url.database in (None, "", ":memory:")
+        if not in_memory and url.database:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            echo=settings.DATABASE_ECHO,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=StaticPool if in_memory else None,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        url,
+        echo=settings.DATABASE_ECHO,
+        pool_pre_ping=True,  # a connection closed by a PostgreSQL restart is replaced, not used
+        pool_size=settings.DATABASE_POOL_SIZE,
+        max_overflow=settings.DATABASE_MAX_OVERFLOW,
+        pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
+            "application_name": settings.SERVICE_NAME[:63],
+        },
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")  # SQLite ignores foreign keys unless asked
+    cursor.execute("PRAGMA journal_mode=WAL")  # the worker and the API write concurrently
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Database:
+    """The engine of the current app and a session per request (or per background task).
+
+    The engine lives in ``app.extensions``, so several apps (tests, CLI) can coexist; the session
+    is created on first use and removed at the end of the app context.
+    """
+
+    ENGINE_KEY = "db_engine"
+    BIND_KEY = "db_bind"  # tests put a Connection here to run each test in a SAVEPOINT
+
+    def __init__(self) -> None:
+        self.session: scoped_session[Session] = scoped_session(
+            self._new_session  # type: ignore[arg-type]  # any Session factory works
+        )
+
+    def init_app(self, app: Flask, settings: Settings) -> None:
+        """Create the engine and remove the session at the end of every app context."""
+        app.extensions[self.ENGINE_KEY] = build_engine(settings)
+        app.extensions["database"] = self
+        app.teardown_appcontext(self._remove_session)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine of the current app."""
+        engine: Engine = current_app.extensions[self.ENGINE_KEY]
+        return engine
+
+    def _new_session(self) -> Session:
+        bind = current_app.extensions.get(self.BIND_KEY) or self.engine
+        # With a Connection already in a transaction (tests), commit releases a SAVEPOINT.
+        return Session(bind=bind, expire_on_commit=False, join_transaction_mode="create_savepoint")
+
+    def dispose_after_fork(self) -> None:
+        """Drop pooled connections inherited from a parent process (gunicorn, Celery prefork)."""
+        self.session.remove()
+        self.engine.dispose(close=False)
+
+    @contextmanager
+    def scoped(self) -> Iterator[Session]:
+        """A session for work outside a request (CLI, background tasks), removed afterwards."""
+        try:
+            yield self.session()
+        finally:
+            self.session.remove()
+
+    def _remove_session(self, _exc: BaseException | None) -> None:
+        self.session.remove()

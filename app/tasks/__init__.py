@@ -1,0 +1,1 @@
+"""The example domain: a user's tasks."""

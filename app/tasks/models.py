@@ -1,0 +1,89 @@
+"""The task table and its indexes (built for one owner with a million rows)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from app.core.database import Base, utcnow
+
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class TaskStatus(enum.StrEnum):
+    """Where a task stands."""
+
+    TODO = "todo"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+
+
+class TaskPriority(enum.StrEnum):
+    """How urgent a task is; stored as a number so it sorts low < normal < high."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+
+
+_PRIORITY_RANK = {TaskPriority.LOW: 0, TaskPriority.NORMAL: 1, TaskPriority.HIGH: 2}
+_RANK_PRIORITY = {rank: priority for priority, rank in _PRIORITY_RANK.items()}
+
+
+class PriorityType(TypeDecorator[TaskPriority]):
+    """``TaskPriority`` in Python, a sortable small integer in the database."""
+
+    impl = SmallInteger()
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> int | None:
+        return None if value is None else _PRIORITY_RANK[TaskPriority(value)]
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> TaskPriority | None:
+        return None if value is None else _RANK_PRIORITY[value]
+
+
+class Task(Base):
+    """A task owned by one user."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(IdType, ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.TODO.value)
+    priority: Mapped[TaskPriority] = mapped_column(PriorityType(), default=TaskPriority.NORMAL)
+    due_at: Mapped[datetime | None]
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    completed_at: Mapped[datetime | None]
+    # Optimistic locking: every UPDATE checks and bumps it; it is also the ETag.
+    version: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        CheckConstraint("status IN ('todo', 'in_progress', 'done')", name="status"),
+        # One index per sort order, each led by owner_id and ended by id for a stable order,
+        # so a page is an index range scan however many tasks the owner has.
+        Index("ix_tasks_owner_created", "owner_id", "created_at", "id"),
+        Index("ix_tasks_owner_due", "owner_id", "due_at", "id"),
+        Index("ix_tasks_owner_priority", "owner_id", "priority", "id"),
+        Index("ix_tasks_owner_status_created", "owner_id", "status", "created_at", "id"),
+        Index("ix_tasks_tags", "tags", postgresql_using="gin"),
+    )

@@ -1,0 +1,1 @@
+"""Identity: users, roles, login sessions and their tokens."""

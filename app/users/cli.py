@@ -1,0 +1,5 @@
+"""``flask users ...`` (being written)."""
+
+import click
+
+users_cli = click.Group("users", help="Manage users.")

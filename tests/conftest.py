@@ -1,0 +1,118 @@
+"""Fixtures: a real PostgreSQL database migrated to head, an app bound to it, and a SAVEPOINT
+per test so tests stay independent and fast."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy.orm import Session
+
+from app import create_app
+from app.cli import alembic_config
+from app.extensions import db
+from tests.support.database import temporary_database
+from tests.support.services import ServiceUnavailableError, ensure_postgres, ensure_redis
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """A PostgreSQL server: the one configured, else a throwaway one (never skipped)."""
+    try:
+        return ensure_postgres()
+    except ServiceUnavailableError as exc:
+        pytest.exit(str(exc), returncode=3)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis server: the one configured, else a throwaway one (never skipped)."""
+    try:
+        return ensure_redis()
+    except ServiceUnavailableError as exc:
+        pytest.exit(str(exc), returncode=3)
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh database for this run, migrated to head by Alembic (as production is)."""
+    with temporary_database(postgres_server_url) as url:
+        rendered = url.render_as_string(hide_password=False)
+        migrate_app = create_app({"APP_ENV": "testing", "DATABASE_URL": rendered})
+        with migrate_app.app_context(), db.engine.connect() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        yield rendered
+
+
+@pytest.fixture(scope="session")
+def instance_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The app's instance folder for this run."""
+    return tmp_path_factory.mktemp("instance")
+
+
+def make_test_app(database_url: str, instance_path: Path, **overrides: Any) -> Flask:
+    """An app of the testing profile on ``database_url`` with ``overrides``."""
+    config = {
+        "APP_ENV": "testing",
+        "DATABASE_URL": database_url,
+        "INSTANCE_PATH": str(instance_path),
+        **overrides,
+    }
+    return create_app(config)
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, instance_path: Path) -> Flask:
+    """The app under test (testing profile, real PostgreSQL)."""
+    return make_test_app(database_url, instance_path)
+
+
+@pytest.fixture
+def db_session(app: Flask) -> Iterator[Session]:
+    """A session inside a transaction that is rolled back after the test.
+
+    Services commit as usual; on a connection already in a transaction their commit only
+    releases a SAVEPOINT, so nothing a test writes outlives it.
+    """
+    with app.app_context():
+        connection = db.engine.connect()
+    transaction = connection.begin()
+    app.extensions[db.BIND_KEY] = connection
+    context = app.app_context()
+    context.push()
+    try:
+        yield db.session()
+    finally:
+        db.session.remove()
+        context.pop()
+        app.extensions.pop(db.BIND_KEY, None)
+        transaction.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def client(app: Flask, db_session: Session) -> FlaskClient:
+    """A test client whose requests run inside the test's transaction."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask, db_session: Session) -> FlaskCliRunner:
+    """A CLI runner inside the test's transaction."""
+    return app.test_cli_runner()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say which servers the run uses."""
+    return (
+        f"TEST_DATABASE_URL={os.environ.get('TEST_DATABASE_URL', '(default)')} "
+        f"TEST_REDIS_URL={os.environ.get('TEST_REDIS_URL', '(default)')}"
+    )

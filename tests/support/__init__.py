@@ -1,0 +1,1 @@
+"""Test support: real servers, processes and helpers shared by the suite."""

@@ -1,0 +1,35 @@
+"""Throwaway PostgreSQL databases for one test run, migrated with the real migrations."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy
+from sqlalchemy.engine import URL
+
+from app.config import normalize_database_url
+
+
+def _admin_engine(server_url: str) -> sqlalchemy.Engine:
+    return sqlalchemy.create_engine(
+        normalize_database_url(server_url),
+        isolation_level="AUTOCOMMIT",
+        poolclass=sqlalchemy.NullPool,
+    )
+
+
+@contextmanager
+def temporary_database(server_url: str, prefix: str = "tmpl_test") -> Iterator[URL]:
+    """Create an empty database on ``server_url``'s server; drop it afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine(server_url)
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield normalize_database_url(server_url).set(database=name)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
