@@ -116,3 +116,27 @@ def pytest_report_header(config: pytest.Config) -> str:
         f"TEST_DATABASE_URL={os.environ.get('TEST_DATABASE_URL', '(default)')} "
         f"TEST_REDIS_URL={os.environ.get('TEST_REDIS_URL', '(default)')}"
     )
+
+
+@pytest.fixture
+def user(db_session: Session) -> Any:
+    """A regular user."""
+    from tests.factories import UserFactory
+
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db_session: Session) -> Any:
+    """A second regular user (for cross-user access tests)."""
+    from tests.factories import UserFactory
+
+    return UserFactory()
+
+
+@pytest.fixture
+def admin(db_session: Session) -> Any:
+    """An administrator."""
+    from tests.factories import AdminFactory
+
+    return AdminFactory()

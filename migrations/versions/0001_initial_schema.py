@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 3df2276f4c26
+Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 23:28:59.222311
+Create Date: (regenerated)
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = '3df2276f4c26'
+revision: str = '0001'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
