@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL, make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIN_SECRET_BYTES = 32
+SUPPORTED_DATABASES = frozenset({"postgresql", "sqlite"})
 
 Environment = Literal["development", "testing", "production"]
 
@@ -80,9 +81,12 @@ class Settings(BaseSettings):
     def _database_url_parses(cls, value: str) -> str:
         if value:
             try:
-                normalize_database_url(value)
+                url = normalize_database_url(value)
             except Exception as exc:  # sqlalchemy raises ArgumentError with a long text
                 raise ValueError("is not a valid database URL") from exc
+            # Any other scheme would fail later, at the first query, with a long traceback.
+            if url.get_backend_name() not in SUPPORTED_DATABASES:
+                raise ValueError("must be a postgresql:// or sqlite:// URL")
         return value
 
     @property
@@ -210,7 +214,7 @@ def _one_line(exc: ValidationError) -> str:
         message = str(error["msg"]).removeprefix("Value error, ")
         location = ".".join(str(part) for part in error["loc"])
         messages.append(message if not location else f"{location}: {message}")
-    return "invalid configuration: " + "; ".join(messages)
+    return "; ".join(messages)
 
 
 def current_settings() -> Settings:
