@@ -4,12 +4,14 @@ documents errors and authentication in one decorator each."""
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import flask_smorest
 import marshmallow as ma
 from flask import Flask, request
+from webargs.flaskparser import FlaskParser
 
 from app.core.auth import current_principal, require_admin
 from app.core.errors import CODES, MESSAGES, handle_http_exception, register_error_handlers
@@ -87,8 +89,21 @@ class Api(flask_smorest.Api):  # type: ignore[misc]
         return handle_http_exception(error)
 
 
+class JSONArgumentsParser(FlaskParser):
+    """webargs' parser, with too deeply nested JSON reported as invalid JSON (400), not a 500."""
+
+    def _raw_load_json(self, req: Any) -> Any:
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            # webargs turns a JSONDecodeError with a non-empty document into its 400.
+            raise json.JSONDecodeError("JSON nested too deeply", doc="(nested)", pos=0) from None
+
+
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
     """A flask-smorest Blueprint with ``errors`` and ``auth`` decorators."""
+
+    ARGUMENTS_PARSER = JSONArgumentsParser()
 
     def errors(self, *statuses: int) -> Callable[[F], F]:
         """Document ``statuses`` as error responses of the decorated operation."""
