@@ -18,6 +18,7 @@ from app.core.database import build_engine
 STRONG_SECRET = "s" * 32
 OTHER_STRONG_SECRET = "j" * 40
 POSTGRES_URL = "postgresql://app@127.0.0.1:5432/app"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(autouse=True)
@@ -29,8 +30,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def production(**overrides: str) -> Settings:
-    """Production settings from the environment variables ``overrides``."""
-    return load_settings(APP_ENV="production", **overrides)
+    """Production settings from ``overrides`` (plus a valid broker, which is not tested here)."""
+    return load_settings(APP_ENV="production", **{"REDIS_URL": REDIS_URL, **overrides})
 
 
 def refusal(**overrides: str) -> str:
@@ -103,6 +104,7 @@ def test_production_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("SECRET_KEY", STRONG_SECRET)
     monkeypatch.setenv("DATABASE_URL", POSTGRES_URL)
     monkeypatch.setenv("DATABASE_POOL_SIZE", "17")
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
     settings = load_settings()
     assert isinstance(settings, config.ProductionSettings)
     assert settings.DATABASE_POOL_SIZE == 17
