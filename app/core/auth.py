@@ -44,6 +44,13 @@ def init_auth(app: Flask, resolver: PrincipalResolver) -> None:
     """Use ``resolver`` to check that a token's user and login session are still valid."""
     app.extensions[RESOLVER_KEY] = resolver
 
+    @app.before_request
+    def _forget_previous_caller() -> None:
+        # ``g`` lives as long as the app context, and a request reuses one already pushed (the
+        # test fixtures, CLI-driven requests): never let one request see another's caller.
+        g.pop("principal", None)
+        g.pop("token_claims", None)
+
 
 def bearer_claims() -> TokenClaims | None:
     """Claims of a valid access token in the request, or None (cached per request)."""
