@@ -32,6 +32,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     register_extensions(app, settings)
     register_blueprints(app)
     register_cli(app)
+    register_background(app, settings)
     return app
 
 
@@ -95,6 +96,15 @@ def register_blueprints(app: Flask) -> None:
     for blueprint in (auth_blp, users_blp, tasks_blp):
         api.register_blueprint(blueprint, url_prefix=f"{API_PREFIX}{blueprint.url_prefix}")
     api.register_blueprint(health_blp)
+
+
+def register_background(app: Flask, settings: Settings) -> None:
+    """Celery (tasks run in this app's context) and the outbox kick after each commit."""
+    from app.celery_app import celery_init_app
+    from app.events.relay import install_outbox_kick
+
+    celery_init_app(app, settings)
+    install_outbox_kick(app)
 
 
 def register_cli(app: Flask) -> None:

@@ -76,6 +76,40 @@ class Settings(BaseSettings):
 
     DOCS_ENABLED: bool = True
 
+    # Background work (Celery). The broker is CELERY_BROKER_URL, else REDIS_URL.
+    REDIS_URL: str = ""
+    CELERY_BROKER_URL: str = ""
+    REDIS_KEY_PREFIX: str = ""
+    REDIS_SOCKET_TIMEOUT_SECONDS: float = Field(default=1.0, gt=0)
+    CELERY_VISIBILITY_TIMEOUT_SECONDS: int = Field(default=3600, ge=60)
+    CELERY_TASK_SOFT_TIME_LIMIT_SECONDS: int = Field(default=300, ge=1)
+    CELERY_TASK_TIME_LIMIT_SECONDS: int = Field(default=330, ge=1)
+    CELERY_MAX_COUNTDOWN_SECONDS: int = Field(default=300, ge=1)
+    OUTBOX_KICK_ENABLED: bool = True
+    OUTBOX_SWEEP_INTERVAL_SECONDS: float = Field(default=5.0, gt=0)
+    OUTBOX_SWEEP_GRACE_SECONDS: float = Field(default=2.0, ge=0)
+    OUTBOX_SWEEP_BATCH: int = Field(default=500, ge=1)
+    OUTBOX_RETENTION_DAYS: int = Field(default=7, ge=1)
+    DELIVERY_SWEEP_INTERVAL_SECONDS: float = Field(default=10.0, gt=0)
+    CLEANUP_INTERVAL_SECONDS: float = Field(default=3600.0, gt=0)
+
+    @field_validator("REDIS_URL", "CELERY_BROKER_URL")
+    @classmethod
+    def _broker_url_parses(cls, value: str) -> str:
+        if value and value != "memory://":  # memory:// is kombu's in-process broker (tests)
+            check_url(value, {"redis", "rediss", "sqla+sqlite"})
+        return value
+
+    @property
+    def broker_url(self) -> str:
+        """Where Celery messages go: ``CELERY_BROKER_URL``, else ``REDIS_URL``."""
+        return self.CELERY_BROKER_URL or self.REDIS_URL
+
+    @property
+    def broker_is_redis(self) -> bool:
+        """True when the broker is Redis (production); False for the embedded SQLite broker."""
+        return self.broker_url.startswith(("redis://", "rediss://"))
+
     @field_validator("DATABASE_URL")
     @classmethod
     def _database_url_parses(cls, value: str) -> str:
@@ -137,6 +171,9 @@ class DevelopmentSettings(Settings):
             data["DATABASE_URL"] = f"sqlite:///{instance / 'app.db'}"
         if not data.get("SECRET_KEY"):
             data["SECRET_KEY"] = _development_secret(instance)
+        if not data.get("CELERY_BROKER_URL") and not data.get("REDIS_URL"):
+            # A real broker with nothing installed: kombu's SQLAlchemy transport on a SQLite file.
+            data["CELERY_BROKER_URL"] = f"sqla+sqlite:///{instance / 'celery-broker.sqlite'}"
         return data
 
 
@@ -149,6 +186,8 @@ class TestingSettings(Settings):
     PASSWORD_HASH_MEMORY_KIB: int = 8
     PASSWORD_HASH_PARALLELISM: int = 1
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    CELERY_BROKER_URL: str = "memory://"
+    OUTBOX_KICK_ENABLED: bool = False  # unit tests run inside a rolled-back transaction
 
 
 class ProductionSettings(Settings):
@@ -166,6 +205,12 @@ class ProductionSettings(Settings):
             raise ValueError("DATABASE_URL: must be set in production")
         if self.is_sqlite:
             raise ValueError("DATABASE_URL: SQLite is for development only; use PostgreSQL")
+        if not self.broker_url:
+            raise ValueError("REDIS_URL: must be set in production (the Celery broker)")
+        if not self.broker_is_redis:
+            raise ValueError(
+                "CELERY_BROKER_URL: the embedded broker is for development only; use redis://"
+            )
         return self
 
 
@@ -188,12 +233,12 @@ def _development_secret(instance: Path) -> str:
     return key
 
 
-def check_url(name: str, value: str, schemes: set[str]) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a URL with one of ``schemes``."""
+def check_url(value: str, schemes: set[str]) -> None:
+    """Raise ``ValueError`` unless ``value`` is a URL with one of ``schemes``."""
     parts = urlsplit(value)
     if parts.scheme not in schemes or not (parts.hostname or parts.path):
-        allowed = ", ".join(sorted(schemes))
-        raise ValueError(f"{name}: is not a valid URL (expected {allowed})")
+        allowed = ", ".join(f"{scheme}://" for scheme in sorted(schemes))
+        raise ValueError(f"is not a valid URL (expected {allowed})")
 
 
 def load_settings(**overrides: Any) -> Settings:

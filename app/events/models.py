@@ -35,3 +35,13 @@ class OutboxEvent(Base):
             sqlite_where=text("published_at IS NULL"),
         ),
     )
+
+
+class ConsumedEvent(Base):
+    """Marks that ``consumer`` has handled event ``event_id``: redeliveries become no-ops."""
+
+    __tablename__ = "consumed_events"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    consumed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,0 +1,139 @@
+"""Publishing the outbox: a kick right after each commit, and a periodic sweep as the safety net.
+
+At-least-once: a row is marked published only after the broker accepted its message; if the
+process dies in between, the sweep publishes it again and the idempotent consumers absorb it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, Response, current_app, g, has_app_context, has_request_context
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from app.config import current_settings
+from app.core.database import utcnow
+from app.core.messaging import send_task
+from app.events.models import OutboxEvent
+from app.extensions import db
+
+logger = logging.getLogger(__name__)
+
+DISPATCH_TASK = "events.dispatch"
+_NEW_EVENTS_KEY = "outbox_new_event_ids"
+# After a failed publish, kicks are skipped for a while: a dead broker must not cost every
+# request a connection attempt. The sweep keeps trying on its own schedule.
+BROKER_BACKOFF_SECONDS = 5.0
+_broker_down_until = 0.0
+_listeners_installed = False
+_install_lock = threading.Lock()
+
+
+def publish_pending(
+    session: Session,
+    *,
+    event_ids: list[uuid.UUID] | None = None,
+    batch: int = 500,
+    older_than: timedelta | None = None,
+) -> int:
+    """Publish up to ``batch`` unpublished events and mark them; return how many went out.
+
+    Rows are claimed with ``FOR UPDATE SKIP LOCKED`` so several relays never publish the same row
+    at the same time (SQLite, single-process, ignores the clause).
+    """
+    global _broker_down_until
+    query = select(OutboxEvent).where(OutboxEvent.published_at.is_(None))
+    if event_ids is not None:
+        query = query.where(OutboxEvent.id.in_(event_ids))
+    if older_than is not None:
+        query = query.where(OutboxEvent.created_at <= utcnow() - older_than)
+    query = query.order_by(OutboxEvent.created_at).limit(batch).with_for_update(skip_locked=True)
+    published = 0
+    try:
+        for outbox_event in session.scalars(query).all():
+            try:
+                send_task(
+                    DISPATCH_TASK, (str(outbox_event.id),), request_id=outbox_event.request_id
+                )
+            except Exception as exc:  # any broker failure: leave the row for the next sweep
+                outbox_event.publish_attempts += 1
+                outbox_event.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                _broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
+                logger.warning(
+                    "outbox publish failed; will retry",
+                    extra={"event_id": str(outbox_event.id), "error": type(exc).__name__},
+                )
+                break
+            outbox_event.published_at = utcnow()
+            published += 1
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    if published:
+        _broker_down_until = 0.0
+    return published
+
+
+def kick(app: Flask, event_ids: list[uuid.UUID]) -> None:
+    """Publish just-committed events now, in a session of their own; never raises."""
+    if time.monotonic() < _broker_down_until:
+        return
+    with app.app_context():
+        session = Session(bind=db.engine, expire_on_commit=False)
+        try:
+            publish_pending(session, event_ids=event_ids)
+        except Exception:
+            logger.warning("outbox kick failed; the sweep will publish", exc_info=True)
+        finally:
+            session.close()
+
+
+def _collect_new_events(session: Session, _flush_context: Any) -> None:
+    new_ids = [obj.id for obj in session.new if isinstance(obj, OutboxEvent)]
+    if new_ids:
+        session.info.setdefault(_NEW_EVENTS_KEY, []).extend(new_ids)
+
+
+def _forget_events(session: Session, *_args: Any) -> None:
+    session.info.pop(_NEW_EVENTS_KEY, None)
+
+
+def _after_commit(session: Session) -> None:
+    event_ids: list[uuid.UUID] | None = session.info.pop(_NEW_EVENTS_KEY, None)
+    if not event_ids or not has_app_context():
+        return
+    if not current_settings().OUTBOX_KICK_ENABLED:
+        return
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if has_request_context():
+        # Publish after the response has been sent: the client never waits on the broker.
+        pending: list[uuid.UUID] = g.setdefault("outbox_kick", [])
+        pending.extend(event_ids)
+        return
+    kick(app, event_ids)
+
+
+def install_outbox_kick(app: Flask) -> None:
+    """Publish the events of every committed transaction right away (after the response)."""
+    global _listeners_installed
+    with _install_lock:
+        if not _listeners_installed:
+            event.listen(Session, "after_flush", _collect_new_events)
+            event.listen(Session, "after_commit", _after_commit)
+            event.listen(Session, "after_soft_rollback", _forget_events)
+            _listeners_installed = True
+
+    @app.after_request
+    def _kick_after_response(response: Response) -> Response:
+        event_ids = g.pop("outbox_kick", None)
+        if event_ids:
+            flask_app = current_app._get_current_object()  # type: ignore[attr-defined]
+            response.call_on_close(lambda: kick(flask_app, event_ids))
+        return response
