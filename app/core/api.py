@@ -84,6 +84,11 @@ class Api(flask_smorest.Api):  # type: ignore[misc]
     def _register_error_handlers(self) -> None:
         register_error_handlers(self._app)
 
+    def _register_pagination_header(self) -> None:
+        # Lists carry their metadata in the body (core.schemas.page_schema), not in flask-smorest's
+        # X-Pagination header, whose undocumented schema would otherwise appear in the spec.
+        return
+
     def handle_http_exception(self, error: Any) -> Any:
         """Kept for flask-smorest callers; delegates to the project's handler."""
         return handle_http_exception(error)

@@ -34,12 +34,16 @@ class Ready(ma.Schema):
 
     status = ma.fields.String(required=True, metadata={"example": "ok"})
     checks = ma.fields.Dict(
-        keys=ma.fields.String(), values=ma.fields.Nested(Dependency), required=True
+        keys=ma.fields.String(),
+        values=ma.fields.Nested(Dependency),
+        required=True,
+        metadata={"example": {"database": {"status": "ok", "latency_ms": 1.4}}},
     )
 
 
 @blp.route("/live")
 @blp.response(200, Live)
+@blp.doc(operationId="live")
 def live() -> dict[str, str]:
     """Liveness: the process answers (no dependency is checked)."""
     return {"status": "ok"}
@@ -63,6 +67,7 @@ def check_database(timeout_ms: int) -> dict[str, Any]:
 @blp.route("/ready")
 @blp.response(200, Ready)
 @blp.alt_response(503, schema=Ready, description="A dependency is not ready")
+@blp.doc(operationId="ready")
 def ready() -> tuple[dict[str, Any], int]:
     """Readiness: every dependency answers within its timeout (503 otherwise)."""
     settings = current_app.extensions["settings"]
