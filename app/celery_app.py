@@ -34,6 +34,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A dead Redis must cost milliseconds, not the OS default of minutes.
         transport_options["socket_timeout"] = settings.REDIS_SOCKET_TIMEOUT_SECONDS
         transport_options["socket_connect_timeout"] = settings.REDIS_SOCKET_TIMEOUT_SECONDS
+        # A publisher tries to connect twice, 0.1 s apart, then gives up (kombu's default is
+        # about 6 s); the worker's own consumer reconnects with broker_connection_max_retries.
+        transport_options.update(
+            max_retries=1, interval_start=0, interval_step=0.1, interval_max=0.2
+        )
         if settings.REDIS_KEY_PREFIX:
             # Several deployments (or test runs) can share one Redis without seeing each other.
             transport_options["global_keyprefix"] = settings.REDIS_KEY_PREFIX

@@ -140,3 +140,36 @@ def admin(db_session: Session) -> Any:
     from tests.factories import AdminFactory
 
     return AdminFactory()
+
+
+@pytest.fixture(scope="session")
+def live_database_url(postgres_server_url: str) -> Iterator[str]:
+    """A database for live-stack tests: committed data, emptied between tests."""
+    from tests.support.live import live_database
+
+    with live_database(postgres_server_url) as url:
+        yield url
+
+
+@pytest.fixture
+def make_live_stack(
+    live_database_url: str, redis_url: str, tmp_path: Path
+) -> Iterator[Any]:
+    """Build live stacks (HTTP server + real workers on real Redis); all stopped afterwards."""
+    from tests.support.live import LiveStack
+
+    stacks: list[LiveStack] = []
+
+    def build(fresh: bool = True, **overrides: str) -> LiveStack:
+        stack = LiveStack(live_database_url, redis_url, tmp_path, overrides=dict(overrides))
+        stack.start_app()
+        if fresh:
+            stack.reset()
+        stacks.append(stack)
+        return stack
+
+    yield build
+    for stack in stacks:
+        stack.close()
+    if stacks:
+        stacks[0].reset()

@@ -85,14 +85,23 @@ def kick(app: Flask, event_ids: list[uuid.UUID]) -> None:
     """Publish just-committed events now, in a session of their own; never raises."""
     if time.monotonic() < _broker_down_until:
         return
+    if has_app_context():
+        # Already inside a context (a Celery task, the CLI): pushing another would tear down
+        # the scoped session that is still finishing its commit.
+        _publish_now(event_ids)
+        return
     with app.app_context():
-        session = Session(bind=db.engine, expire_on_commit=False)
-        try:
-            publish_pending(session, event_ids=event_ids)
-        except Exception:
-            logger.warning("outbox kick failed; the sweep will publish", exc_info=True)
-        finally:
-            session.close()
+        _publish_now(event_ids)
+
+
+def _publish_now(event_ids: list[uuid.UUID]) -> None:
+    session = Session(bind=db.engine, expire_on_commit=False)
+    try:
+        publish_pending(session, event_ids=event_ids)
+    except Exception:
+        logger.warning("outbox kick failed; the sweep will publish", exc_info=True)
+    finally:
+        session.close()
 
 
 def _collect_new_events(session: Session, _flush_context: Any) -> None:

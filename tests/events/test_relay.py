@@ -1,0 +1,67 @@
+"""The outbox relay: events are published right after commit, and only once the broker took them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from sqlalchemy import select
+
+from app.events import service as events
+from app.events.background import sweep_outbox
+from app.events.models import OutboxEvent
+from app.extensions import db
+from tests.support.services import free_port
+
+
+def _queued_messages(stack: Any, queue: str = "events") -> int:
+    return int(redis.Redis.from_url(stack.redis_url).llen(f"{stack.key_prefix}{queue}"))
+
+
+def test_committed_event_is_published_at_once_by_the_kick(make_live_stack: Any) -> None:
+    stack = make_live_stack()
+    with stack.app.app_context():
+        session = db.session()
+        events.record(session, events.USER_REGISTERED, {"user_id": 1})
+        session.commit()
+        stored = session.scalars(select(OutboxEvent)).one()
+        db.session.remove()
+        session = db.session()
+        stored = session.get(OutboxEvent, stored.id)
+        assert stored is not None
+        assert stored.published_at is not None
+    assert _queued_messages(stack) == 1
+
+
+def test_rolled_back_event_is_never_published(make_live_stack: Any) -> None:
+    stack = make_live_stack()
+    with stack.app.app_context():
+        session = db.session()
+        events.record(session, events.USER_REGISTERED, {"user_id": 1})
+        session.flush()
+        session.rollback()
+        assert session.scalars(select(OutboxEvent)).all() == []
+    assert _queued_messages(stack) == 0
+
+
+def test_broker_down_leaves_the_event_for_the_sweep(make_live_stack: Any) -> None:
+    dead_broker = f"redis://127.0.0.1:{free_port()}/0"
+    down = make_live_stack(CELERY_BROKER_URL=dead_broker, REDIS_URL=dead_broker)
+    with down.app.app_context():
+        session = db.session()
+        events.record(session, events.TASK_CREATED, {"task_id": 1, "owner_id": 1})
+        session.commit()  # the write itself succeeds although the broker is down
+        db.session.remove()
+        stored = db.session().scalars(select(OutboxEvent)).one()
+        assert stored.published_at is None
+        assert stored.publish_attempts == 1
+        assert "Error" in (stored.last_error or "")
+
+    # The broker is back (same database, a reachable Redis): the sweep publishes it once.
+    up = make_live_stack(fresh=False, OUTBOX_SWEEP_GRACE_SECONDS="0")
+    with up.app.app_context():
+        assert sweep_outbox.run() == 1
+        assert sweep_outbox.run() == 0
+        db.session.remove()
+        assert db.session().scalars(select(OutboxEvent)).one().published_at is not None
+    assert _queued_messages(up) == 1
