@@ -297,3 +297,46 @@ def test_api_route_needing_the_database_is_503_with_retry_after(
     assert int(response.headers["Retry-After"]) > 0
     assert "OperationalError" not in body["message"]
     assert "127.0.0.1" not in response.get_data(as_text=True)
+
+
+# --- the same errors on real endpoints -------------------------------------------------------
+
+REGISTER = "/api/v1/auth/register"
+
+
+def test_real_endpoint_malformed_json_is_400(client: FlaskClient) -> None:
+    response = client.post(REGISTER, data=b'{"email": ', content_type="application/json")
+    assert_error(response, 400, "bad_request")
+
+
+def test_real_endpoint_invalid_utf8_is_400(client: FlaskClient) -> None:
+    response = client.post(
+        REGISTER, data=b'{"email": "\xc3\x28@example.com"}', content_type="application/json"
+    )
+    assert_error(response, 400, "bad_request")
+
+
+def test_real_endpoint_deeply_nested_json_is_400(client: FlaskClient) -> None:
+    response = client.post(REGISTER, data=b"[" * 100_000, content_type="application/json")
+    assert_error(response, 400, "bad_request")
+
+
+def test_real_endpoint_body_over_the_limit_is_413(client: FlaskClient, app: Flask) -> None:
+    oversized = b'{"email": "' + b"x" * app.config["MAX_CONTENT_LENGTH"] + b'"}'
+    response = client.post(REGISTER, data=oversized, content_type="application/json")
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_real_endpoint_form_body_is_415(client: FlaskClient) -> None:
+    response = client.post(
+        "/api/v1/auth/login", data={"email": "ada@example.com", "password": "correct horse"}
+    )
+    assert_error(response, 415, "unsupported_media_type")
+
+
+def test_real_endpoint_validation_is_422_per_field(client: FlaskClient) -> None:
+    response = client.post(
+        REGISTER, json={"email": "not-an-email", "password": "short", "role": "admin"}
+    )
+    body = assert_error(response, 422, "validation_error")
+    assert set(body["errors"]["json"]) == {"email", "password", "role"}
