@@ -340,3 +340,11 @@ def test_real_endpoint_validation_is_422_per_field(client: FlaskClient) -> None:
     )
     body = assert_error(response, 422, "validation_error")
     assert set(body["errors"]["json"]) == {"email", "password", "role"}
+
+
+def test_real_endpoint_is_503_when_the_database_is_down(app_without_database: Flask) -> None:
+    response = app_without_database.test_client().post(
+        "/api/v1/auth/login", json={"email": "ada@example.com", "password": "correct horse"}
+    )
+    assert_error(response, 503, "service_unavailable")
+    assert "Retry-After" in response.headers
