@@ -113,14 +113,6 @@ def test_upgrade_head_on_sqlite(tmp_path: Path) -> None:
     assert table_names(app) <= {"alembic_version"}
 
 
-def test_models_and_migrations_agree_on_sqlite(tmp_path: Path) -> None:
-    app = migration_app(f"sqlite:///{tmp_path / 'app.db'}", tmp_path)
-    migrate(app, "upgrade", "head")
-    with app.app_context(), db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        assert compare_metadata(context, Base.metadata) == []
-
-
 def test_flask_db_upgrade_command(empty_database: str, tmp_path: Path) -> None:
     app = migration_app(empty_database, tmp_path)
     try:
