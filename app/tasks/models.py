@@ -14,6 +14,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
@@ -83,6 +84,9 @@ class Task(Base):
         # so a page is an index range scan however many tasks the owner has.
         Index("ix_tasks_owner_created", "owner_id", "created_at", "id"),
         Index("ix_tasks_owner_due", "owner_id", "due_at", "id"),
+        # Read backwards, this one gives "due_at descending, tasks without due_at last"; the one
+        # above read backwards would put them first. The expression works on SQLite too.
+        Index("ix_tasks_owner_due_desc", "owner_id", text("(due_at IS NOT NULL)"), "due_at", "id"),
         Index("ix_tasks_owner_priority", "owner_id", "priority", "id"),
         Index("ix_tasks_owner_status_created", "owner_id", "status", "created_at", "id"),
         Index("ix_tasks_tags", "tags", postgresql_using="gin"),

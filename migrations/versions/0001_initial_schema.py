@@ -90,6 +90,7 @@ def upgrade() -> None:
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.create_index('ix_tasks_owner_created', ['owner_id', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_tasks_owner_due', ['owner_id', 'due_at', 'id'], unique=False)
+        batch_op.create_index('ix_tasks_owner_due_desc', ['owner_id', sa.literal_column('(due_at IS NOT NULL)'), 'due_at', 'id'], unique=False)
         batch_op.create_index('ix_tasks_owner_priority', ['owner_id', 'priority', 'id'], unique=False)
         batch_op.create_index('ix_tasks_owner_status_created', ['owner_id', 'status', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_tasks_tags', ['tags'], unique=False, postgresql_using='gin')
@@ -121,6 +122,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_tasks_tags', postgresql_using='gin')
         batch_op.drop_index('ix_tasks_owner_status_created')
         batch_op.drop_index('ix_tasks_owner_priority')
+        batch_op.drop_index('ix_tasks_owner_due_desc')
         batch_op.drop_index('ix_tasks_owner_due')
         batch_op.drop_index('ix_tasks_owner_created')
 
