@@ -8,6 +8,8 @@ so the whole family is revoked and both holders must log in again.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,16 +52,19 @@ def email_taken(session: Session, email: str, *, except_user_id: int | None = No
     return session.scalar(query.limit(1)) is not None
 
 
-def flush_email_change(session: Session) -> None:
-    """Flush pending user changes; a concurrent insert of the same email becomes a 409.
+@contextmanager
+def unique_email(session: Session) -> Iterator[None]:
+    """Flush the changes made inside in a SAVEPOINT; a duplicate email there becomes a 409.
 
-    The SAVEPOINT keeps the caller's transaction usable when the unique constraint fires.
+    The pre-check in ``email_taken`` can miss a concurrent insert; the unique constraint cannot.
+    Only the SAVEPOINT is rolled back, so the caller's transaction stays usable.
     """
     try:
         with session.begin_nested():
-            session.flush()
+            yield
     except IntegrityError as exc:
-        if "uq_users_email" in str(exc.orig):
+        # PostgreSQL names the constraint; SQLite names the column.
+        if any(name in str(exc.orig) for name in ("uq_users_email", "users.email")):
             raise Conflict(EMAIL_TAKEN) from None
         raise
 
@@ -83,8 +88,8 @@ def new_user(
         role=role,
         is_active=True,
     )
-    session.add(user)
-    flush_email_change(session)
+    with unique_email(session):
+        session.add(user)
     record(session, USER_REGISTERED, {"user_id": user.id})
     return user
 
@@ -173,7 +178,6 @@ def revoke_user_sessions(
         update(AuthSession)
         .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason)
-        .execution_options(synchronize_session="fetch")
     )
     if except_session_id is not None:
         statement = statement.where(AuthSession.id != except_session_id)

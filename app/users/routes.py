@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import marshmallow as ma
+
 from app.core.api import Blueprint
 from app.core.auth import current_principal
 from app.core.schemas import page_meta
@@ -51,7 +53,8 @@ def update_me(body: dict[str, Any]) -> User:
 
 @blp.route("", methods=["GET"])
 @blp.auth(admin=True)
-@blp.arguments(schemas.UserQueryArgs, location="query")
+# webargs ignores unknown query parameters by default; a mistyped filter must not list everyone.
+@blp.arguments(schemas.UserQueryArgs, location="query", unknown=ma.RAISE)
 @blp.response(200, schemas.UserPage)
 @blp.errors(422)
 @blp.doc(operationId="listUsers")

@@ -16,10 +16,10 @@ from app.users.auth_service import (
     change_password,
     check_current_password,
     email_taken,
-    flush_email_change,
     new_user,
     normalize_email,
     revoke_user_sessions,
+    unique_email,
 )
 from app.users.models import User
 
@@ -102,7 +102,6 @@ def update_me(
         change_password(
             session, user=user, new_password=changes["password"], keep_session_id=session_id
         )
-    flush_email_change(session)
     session.commit()
     return user
 
@@ -129,7 +128,6 @@ def update_user(*, session: Session, actor_id: int, user_id: int, changes: dict[
         if user.is_active and not changes["is_active"]:
             revoke_user_sessions(session, user_id=user.id, reason="deactivated")
         user.is_active = changes["is_active"]
-    flush_email_change(session)
     session.commit()
     return user
 
@@ -146,6 +144,9 @@ def delete_user(*, session: Session, actor_id: int, user_id: int) -> None:
 
 def _set_email(session: Session, user: User, email: str) -> None:
     email = normalize_email(email)
-    if email != user.email and email_taken(session, email, except_user_id=user.id):
+    if email == user.email:
+        return
+    if email_taken(session, email, except_user_id=user.id):
         raise Conflict(EMAIL_TAKEN)
-    user.email = email
+    with unique_email(session):
+        user.email = email
