@@ -11,6 +11,8 @@ from typing import Any
 from app.core.requests import current_request_id
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Libraries that log routine internals at INFO on every command (alembic lists its plugins).
+QUIET_LOGGERS = ("alembic.runtime.plugins",)
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,3 +60,5 @@ def configure_logging(level: str, fmt: str) -> None:
     handler._service_handler = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
