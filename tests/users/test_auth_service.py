@@ -133,8 +133,12 @@ def test_refresh_waits_for_a_concurrent_rotation_of_the_same_token(
             rotating.execute(select(RefreshToken).where(RefreshToken.jti == jti).with_for_update())
             with Session(db.engine) as session:
                 session.execute(text("SET LOCAL lock_timeout = '200ms'"))
-                with pytest.raises(OperationalError, match="lock timeout"):
+                with pytest.raises(OperationalError, match="lock timeout") as waited:
                     auth_service.refresh(session=session, refresh_token=refresh_token)
+            # It waited when reading the token, before deciding anything from a stale row.
+            statement = " ".join(str(waited.value.statement).split())
+            assert statement.startswith("SELECT refresh_tokens.")
+            assert statement.endswith("FOR UPDATE")
             rotating.rollback()
         # Once the lock is released the same token rotates normally.
         with Session(db.engine) as session:

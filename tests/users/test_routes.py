@@ -243,7 +243,11 @@ def _ids(response: Any) -> list[int]:
 def test_list_users_paginates_in_id_order(
     client: FlaskClient, db_session: Session, admin: User
 ) -> None:
-    UserFactory.create_batch(4)
+    users = UserFactory.create_batch(4)
+    # An UPDATE moves a row to the end of the PostgreSQL heap: without ORDER BY, a scan would
+    # return this user last.
+    users[0].full_name = "Moved"
+    db_session.flush()
     all_ids = sorted(db_session.scalars(select(User.id)))
     headers = auth_headers(admin)
 
