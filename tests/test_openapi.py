@@ -125,10 +125,19 @@ def test_every_api_operation_documents_an_error_response(spec: dict[str, Any]) -
     assert problems == []
 
 
+def resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """``node``, or the component its ``$ref`` points at."""
+    while "$ref" in node:
+        *_, section, name = node["$ref"].split("/")
+        node = spec["components"][section][name]
+    return node
+
+
 def test_api_error_responses_use_the_error_shape_with_an_example(spec: dict[str, Any]) -> None:
     problems = []
     for method, path, operation in api_operations(spec):
-        for status, response in operation["responses"].items():
+        for status, reference in operation["responses"].items():
+            response = resolve(spec, reference)
             if status[0] not in "45":
                 continue
             content = response.get("content", {}).get("application/json", {})

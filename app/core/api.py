@@ -4,6 +4,7 @@ documents errors and authentication in one decorator each."""
 from __future__ import annotations
 
 import functools
+import http
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 import flask_smorest
 import marshmallow as ma
 from flask import Flask, request
+from flask_smorest.utils import prepare_response
 from webargs.flaskparser import FlaskParser
 
 from app.core.auth import current_principal, require_admin
@@ -83,6 +85,20 @@ class Api(flask_smorest.Api):  # type: ignore[misc]
 
     def _register_error_handlers(self) -> None:
         register_error_handlers(self._app)
+
+    def _register_responses(self) -> None:
+        # flask-smorest references these by itself (a 422 for every @arguments), so they get the
+        # same description and example as the responses Blueprint.errors documents.
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": MESSAGES.get(status, status.phrase)}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+                response["example"] = error_example(status)
+            prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        default = {"description": "Any other error, in the same shape", "schema": self.ERROR_SCHEMA}
+        prepare_response(default, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
+        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
 
     def _register_pagination_header(self) -> None:
         # Lists carry their metadata in the body (core.schemas.page_schema), not in flask-smorest's

@@ -8,6 +8,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
+from app.config import current_settings
+
 
 class Text(ma.fields.String):
     """A string that refuses NUL and other control characters PostgreSQL or logs choke on."""
@@ -34,8 +36,12 @@ class StrictSchema(ma.Schema):
         unknown = ma.RAISE
 
 
+def _default_page_size() -> int:
+    return current_settings().DEFAULT_PAGE_SIZE
+
+
 class PageArgs(StrictSchema):
-    """``page`` and ``page_size`` query arguments; the size is capped."""
+    """``page`` and ``page_size`` query arguments; the size is capped by ``MAX_PAGE_SIZE``."""
 
     page = ma.fields.Integer(
         load_default=1,
@@ -43,10 +49,19 @@ class PageArgs(StrictSchema):
         metadata={"description": "1-based page number", "example": 1},
     )
     page_size = ma.fields.Integer(
-        load_default=20,
-        validate=validate.Range(min=1, max=100),
-        metadata={"description": "Items per page (at most 100)", "example": 20},
+        load_default=_default_page_size,
+        validate=validate.Range(min=1),
+        metadata={
+            "description": "Items per page (default 20, at most 100 unless configured)",
+            "example": 20,
+        },
     )
+
+    @ma.validates("page_size")
+    def _page_size_capped(self, value: int, **_kwargs: Any) -> None:
+        limit = current_settings().MAX_PAGE_SIZE
+        if value > limit:
+            raise ma.ValidationError(f"Must be at most {limit}.")
 
 
 class PageMeta(ma.Schema):
