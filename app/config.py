@@ -93,6 +93,28 @@ class Settings(BaseSettings):
     DELIVERY_SWEEP_INTERVAL_SECONDS: float = Field(default=10.0, gt=0)
     CLEANUP_INTERVAL_SECONDS: float = Field(default=3600.0, gt=0)
 
+    # Webhooks (app.webhooks).
+    # Encrypts stored signing secrets; comma-separated keys rotate (the first encrypts, all
+    # decrypt). Unset: derived from SECRET_KEY, so rotating SECRET_KEY would orphan the secrets.
+    WEBHOOK_SECRET_KEY: SecretStr | None = None
+    WEBHOOK_MAX_PER_USER: int = Field(default=20, ge=1)  # endpoints one user may register
+    WEBHOOK_MAX_ATTEMPTS: int = Field(default=8, ge=1, le=100)  # then the delivery is dead
+    WEBHOOK_BACKOFF_BASE_SECONDS: float = Field(default=60.0, gt=0)  # first retry's ceiling
+    WEBHOOK_BACKOFF_CAP_SECONDS: float = Field(default=6 * 3600.0, gt=0)  # longest retry delay
+    WEBHOOK_CONNECT_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)  # TCP (and TLS) set-up
+    WEBHOOK_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)  # waiting for the response
+    WEBHOOK_MAX_RESPONSE_BYTES: int = Field(default=64 * 1024, ge=0)  # read no more than this
+    # A claimed delivery becomes claimable again after this long (a killed worker's work).
+    WEBHOOK_LEASE_SECONDS: float = Field(default=60.0, gt=0)
+    WEBHOOK_SWEEP_BATCH: int = Field(default=500, ge=1)  # due deliveries enqueued per sweep
+    WEBHOOK_ALLOWED_PORTS: tuple[int, ...] = (80, 443, 8080, 8443)  # target ports (JSON list)
+    WEBHOOK_REQUIRE_HTTPS: bool = False  # refuse http:// targets (production forces it)
+    # Tests only: deliver to loopback/private addresses on any port. Production refuses it.
+    WEBHOOK_ALLOW_PRIVATE_TARGETS: bool = False
+    # Circuit breaker: an endpoint whose every attempt failed for this long is disabled.
+    WEBHOOK_DISABLE_AFTER_SECONDS: float = Field(default=24 * 3600.0, gt=0)
+    WEBHOOK_DELIVERY_RETENTION_DAYS: int = Field(default=30, ge=1)  # finished deliveries kept
+
     @field_validator("REDIS_URL", "CELERY_BROKER_URL")
     @classmethod
     def _broker_url_parses(cls, value: str) -> str:
@@ -193,6 +215,8 @@ class TestingSettings(Settings):
 class ProductionSettings(Settings):
     """Real deployments: every unsafe default is refused."""
 
+    WEBHOOK_REQUIRE_HTTPS: bool = True
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> ProductionSettings:
         for name in ("SECRET_KEY", "JWT_SECRET_KEY"):
@@ -211,6 +235,12 @@ class ProductionSettings(Settings):
             raise ValueError(
                 "CELERY_BROKER_URL: the embedded broker is for development only; use redis://"
             )
+        if self.WEBHOOK_ALLOW_PRIVATE_TARGETS:
+            raise ValueError(
+                "WEBHOOK_ALLOW_PRIVATE_TARGETS: is for tests only; it opens internal hosts to SSRF"
+            )
+        if not self.WEBHOOK_REQUIRE_HTTPS:
+            raise ValueError("WEBHOOK_REQUIRE_HTTPS: must be true in production")
         return self
 
 

@@ -16,8 +16,17 @@ TASK_CREATED = "task.created"
 TASK_UPDATED = "task.updated"
 TASK_COMPLETED = "task.completed"
 TASK_DELETED = "task.deleted"
+WEBHOOK_DISABLED = "webhook.disabled"
 EVENT_NAMES = frozenset(
-    {USER_REGISTERED, USER_DELETED, TASK_CREATED, TASK_UPDATED, TASK_COMPLETED, TASK_DELETED}
+    {
+        USER_REGISTERED,
+        USER_DELETED,
+        TASK_CREATED,
+        TASK_UPDATED,
+        TASK_COMPLETED,
+        TASK_DELETED,
+        WEBHOOK_DISABLED,
+    }
 )
 
 
