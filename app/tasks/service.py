@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
@@ -225,6 +225,8 @@ def _apply(task: Task, values: Mapping[str, Any], *, now: datetime) -> bool:
             value = TaskPriority(value)
         elif name == "tags":
             value = list(value)
+        elif name == "due_at" and value is not None:
+            value = value.astimezone(UTC)  # as it reads back, whatever zone the client used
         setattr(task, name, value)
     is_done = task.status == TaskStatus.DONE.value
     if is_done and not was_done:
