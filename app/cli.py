@@ -35,7 +35,8 @@ def upgrade(revision: str) -> None:
     click.echo(f"database upgraded to {revision}")
 
 
-@db_cli.command("downgrade")
+# "-1" (one step back) must reach Alembic as a revision, not be parsed as an unknown option.
+@db_cli.command("downgrade", context_settings={"ignore_unknown_options": True})
 @click.argument("revision")
 @with_appcontext
 def downgrade(revision: str) -> None:

@@ -127,9 +127,22 @@ def test_flask_db_upgrade_command(empty_database: str, tmp_path: Path) -> None:
         result = app.test_cli_runner().invoke(args=["db", "downgrade", "base"])
         assert result.exit_code == 0, result.output
         assert table_names(app) <= {"alembic_version"}
+        assert current_revision(app) is None
     finally:
         with app.app_context():
             db.engine.dispose()
+
+
+def test_flask_db_downgrade_accepts_a_relative_revision(tmp_path: Path) -> None:
+    """``flask db downgrade -1`` is a revision, not an unknown option."""
+    app = migration_app(f"sqlite:///{tmp_path / 'app.db'}", tmp_path)
+    migrate(app, "upgrade", "head")
+    before = current_revision(app)
+    result = app.test_cli_runner().invoke(args=["db", "downgrade", "-1"])
+    assert result.exit_code == 0, result.output
+    script = ScriptDirectory.from_config(alembic_config())
+    assert before is not None
+    assert current_revision(app) == script.get_revision(before).down_revision
 
 
 def test_plain_alembic_cli_reads_the_settings(empty_database: str, tmp_path: Path) -> None:
