@@ -111,7 +111,11 @@ class Api(flask_smorest.Api):  # type: ignore[misc]
 
 
 class JSONArgumentsParser(FlaskParser):
-    """webargs' parser, with too deeply nested JSON reported as invalid JSON (400), not a 500."""
+    """webargs' parser, with too deeply nested JSON reported as invalid JSON (400), not a 500,
+    and unknown query parameters refused (422) like unknown body fields: a mistyped filter must
+    not silently widen a list."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": ma.RAISE}
 
     def _raw_load_json(self, req: Any) -> Any:
         try:

@@ -798,3 +798,9 @@ def test_every_task_operation_is_documented_with_its_errors(client: FlaskClient)
         if method == "get":
             assert "304" in operation["responses"], (path, method)
             assert "If-None-Match" in [p["name"] for p in operation["parameters"]], (path, method)
+
+
+def test_unknown_query_parameter_is_refused_not_ignored(client: FlaskClient, user: User) -> None:
+    response = client.get("/api/v1/tasks?stauts=done", headers=auth_headers(user))
+    assert response.status_code == 422
+    assert "stauts" in response.json["errors"]["query"]
