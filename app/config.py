@@ -115,12 +115,45 @@ class Settings(BaseSettings):
     WEBHOOK_DISABLE_AFTER_SECONDS: float = Field(default=24 * 3600.0, gt=0)
     WEBHOOK_DELIVERY_RETENTION_DAYS: int = Field(default=30, ge=1)  # finished deliveries kept
 
+    # Notifications (app.notifications): email, password reset, due-task reminders, clean-up.
+    MAIL_BACKEND: Literal["smtp", "console"] = "console"  # console: print + .eml under instance/
+    MAIL_FROM: str = "Flask Service Template <no-reply@example.com>"  # the From header
+    SMTP_HOST: str = ""  # required with MAIL_BACKEND=smtp
+    SMTP_PORT: int = Field(default=587, ge=1, le=65535)  # 587 STARTTLS, 465 SSL, 25 relay
+    SMTP_SECURITY: Literal["none", "starttls", "ssl"] = "starttls"  # TLS verifies the cert
+    SMTP_USERNAME: str = ""  # log in when set (only after TLS unless SMTP_SECURITY=none)
+    SMTP_PASSWORD: SecretStr | None = None  # the SMTP login's password
+    SMTP_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)  # per socket operation
+    PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"  # where links in emails point (the web app)
+    EMAIL_MAX_ATTEMPTS: int = Field(default=5, ge=1, le=100)  # then the email is dead
+    EMAIL_BACKOFF_BASE_SECONDS: float = Field(default=30.0, gt=0)  # first retry's ceiling
+    EMAIL_BACKOFF_CAP_SECONDS: float = Field(default=3600.0, gt=0)  # longest retry delay
+    # A claimed email becomes claimable again after this long (a killed worker's work); longer
+    # than a whole SMTP conversation of timeouts.
+    EMAIL_LEASE_SECONDS: float = Field(default=120.0, gt=0)
+    EMAIL_SWEEP_BATCH: int = Field(default=500, ge=1)  # due emails enqueued per sweep
+    # The sweep leaves a due email this long to the message already queued for it.
+    EMAIL_SWEEP_GRACE_SECONDS: float = Field(default=30.0, ge=0)
+    EMAIL_RETENTION_DAYS: int = Field(default=30, ge=1)  # sent, failed and dead emails kept
+    PASSWORD_RESET_TTL_SECONDS: int = Field(default=30 * 60, ge=60, le=24 * 3600)  # link lifetime
+    TASK_REMINDER_INTERVAL_SECONDS: float = Field(default=300.0, gt=0)  # how often beat looks
+    TASK_REMINDER_LEAD_SECONDS: float = Field(default=3600.0, gt=0)  # remind this long before due
+    TASK_REMINDER_BATCH: int = Field(default=500, ge=1)  # tasks read per query
+    AUTH_SESSION_RETENTION_DAYS: int = Field(default=7, ge=0)  # expired login sessions kept
+    CLEANUP_BATCH: int = Field(default=1000, ge=1)  # rows deleted per statement
+
     @field_validator("REDIS_URL", "CELERY_BROKER_URL")
     @classmethod
     def _broker_url_parses(cls, value: str) -> str:
         if value and value != "memory://":  # memory:// is kombu's in-process broker (tests)
             check_url(value, {"redis", "rediss", "sqla+sqlite"})
         return value
+
+    @field_validator("PUBLIC_BASE_URL")
+    @classmethod
+    def _public_base_url_parses(cls, value: str) -> str:
+        check_url(value, {"http", "https"})
+        return value.rstrip("/")  # links append "/path"
 
     @property
     def broker_url(self) -> str:
@@ -216,6 +249,7 @@ class ProductionSettings(Settings):
     """Real deployments: every unsafe default is refused."""
 
     WEBHOOK_REQUIRE_HTTPS: bool = True
+    MAIL_BACKEND: Literal["smtp", "console"] = "smtp"
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> ProductionSettings:
@@ -241,6 +275,15 @@ class ProductionSettings(Settings):
             )
         if not self.WEBHOOK_REQUIRE_HTTPS:
             raise ValueError("WEBHOOK_REQUIRE_HTTPS: must be true in production")
+        if self.MAIL_BACKEND == "console":
+            raise ValueError("MAIL_BACKEND: console is for development only; use smtp")
+        if not self.SMTP_HOST:
+            raise ValueError("SMTP_HOST: must be set in production (MAIL_BACKEND=smtp)")
+        public = urlsplit(self.PUBLIC_BASE_URL)
+        if public.scheme != "https" or public.hostname in {None, "localhost", "127.0.0.1", "::1"}:
+            raise ValueError(
+                "PUBLIC_BASE_URL: must be the public https:// address in production (email links)"
+            )
         return self
 
 

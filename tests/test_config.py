@@ -29,9 +29,17 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+# Valid broker and mail settings, which these tests do not test (tests/notifications does).
+SERVICES = {
+    "REDIS_URL": REDIS_URL,
+    "SMTP_HOST": "smtp.example.com",
+    "PUBLIC_BASE_URL": "https://app.example.com",
+}
+
+
 def production(**overrides: str) -> Settings:
-    """Production settings from ``overrides`` (plus a valid broker, which is not tested here)."""
-    return load_settings(APP_ENV="production", **{"REDIS_URL": REDIS_URL, **overrides})
+    """Production settings from ``overrides`` (plus valid services, which are not tested here)."""
+    return load_settings(APP_ENV="production", **{**SERVICES, **overrides})
 
 
 def refusal(**overrides: str) -> str:
@@ -104,7 +112,8 @@ def test_production_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("SECRET_KEY", STRONG_SECRET)
     monkeypatch.setenv("DATABASE_URL", POSTGRES_URL)
     monkeypatch.setenv("DATABASE_POOL_SIZE", "17")
-    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    for name, value in SERVICES.items():
+        monkeypatch.setenv(name, value)
     settings = load_settings()
     assert isinstance(settings, config.ProductionSettings)
     assert settings.DATABASE_POOL_SIZE == 17
