@@ -91,9 +91,10 @@ def register_blueprints(app: Flask) -> None:
     from app.tasks.routes import blp as tasks_blp
     from app.users.auth_routes import blp as auth_blp
     from app.users.routes import blp as users_blp
+    from app.webhooks.routes import blp as webhooks_blp
 
     api: Api = app.extensions["api"]
-    for blueprint in (auth_blp, users_blp, tasks_blp):
+    for blueprint in (auth_blp, users_blp, tasks_blp, webhooks_blp):
         api.register_blueprint(blueprint, url_prefix=f"{API_PREFIX}{blueprint.url_prefix}")
     api.register_blueprint(health_blp)
 

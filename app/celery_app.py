@@ -20,7 +20,7 @@ from app.extensions import db
 
 QUEUES = ("events", "notifications", "jobs")
 # Feature packages whose ``background`` module defines tasks and event consumers.
-BACKGROUND_PACKAGES = ["app.events"]
+BACKGROUND_PACKAGES = ["app.events", "app.webhooks"]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -91,6 +91,12 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
 
     return {
         "outbox-sweep": every("events.sweep_outbox", settings.OUTBOX_SWEEP_INTERVAL_SECONDS),
+        "webhook-delivery-sweep": every(
+            "webhooks.sweep_due_deliveries", settings.DELIVERY_SWEEP_INTERVAL_SECONDS
+        ),
+        "webhook-delivery-purge": every(
+            "webhooks.purge_old_deliveries", settings.CLEANUP_INTERVAL_SECONDS
+        ),
     }
 
 

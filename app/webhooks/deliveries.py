@@ -1,0 +1,376 @@
+"""The delivery state machine: fan-out, lease claim, outcome, retries, circuit breaker, sweep.
+
+A delivery row is the source of truth. A worker claims it with a short lease, does the HTTP
+exchange with no transaction open, then records the outcome; the beat sweep re-enqueues whatever
+is due and unclaimed, so a killed worker, a lost message or a dead broker never loses a delivery.
+Each public function is one transaction, except ``create_deliveries`` (an event consumer: the
+dispatcher commits it together with its idempotency marker).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.config import Settings, current_settings
+from app.core.database import utcnow
+from app.core.messaging import send_task
+from app.core.retry import backoff_delay
+from app.events.models import OutboxEvent
+from app.events.service import WEBHOOK_DISABLED, record
+from app.webhooks.crypto import SecretUnreadable, decrypt_secret
+from app.webhooks.models import DeliveryState, Webhook, WebhookDelivery
+from app.webhooks.sender import Outcome, OutcomeKind
+from app.webhooks.signing import message_body
+
+logger = logging.getLogger(__name__)
+
+DELIVER_TASK = "webhooks.deliver"
+ALL_EVENTS = "*"
+ENDPOINT_DISABLED = "endpoint disabled"
+LEASE_MARGIN_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What a worker needs for one claimed attempt (no ORM object crosses the I/O)."""
+
+    delivery_id: uuid.UUID
+    webhook_id: uuid.UUID
+    lease_token: uuid.UUID
+    number: int
+    url: str
+    secret: str | None  # None when it cannot be decrypted
+    body: str
+
+
+def lease_seconds(settings: Settings) -> float:
+    """How long a claim lasts: at least one whole HTTP exchange, or a live attempt is repeated."""
+    exchange = settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS + settings.WEBHOOK_READ_TIMEOUT_SECONDS
+    return max(settings.WEBHOOK_LEASE_SECONDS, exchange + LEASE_MARGIN_SECONDS)
+
+
+def _owner_of(payload: Mapping[str, Any]) -> int | None:
+    owner = payload.get("owner_id", payload.get("user_id"))
+    return owner if isinstance(owner, int) and not isinstance(owner, bool) else None
+
+
+def create_deliveries(session: Session, *, event: OutboxEvent) -> list[uuid.UUID]:
+    """Add one delivery per active endpoint of the event's owner that wants it (no commit).
+
+    The caller (the event dispatcher) commits them with its "consumed" marker and then sends
+    ``webhooks.deliver`` for each returned id; the unique (webhook, event) pair makes a second
+    run of this consumer fail rather than deliver twice.
+    """
+    owner_id = _owner_of(event.payload)
+    if owner_id is None:
+        return []
+    webhooks = session.scalars(
+        select(Webhook).where(Webhook.owner_id == owner_id, Webhook.is_active.is_(True))
+    ).all()
+    now = utcnow()
+    queued_until = now + timedelta(seconds=lease_seconds(current_settings()))
+    ids: list[uuid.UUID] = []
+    for webhook in webhooks:
+        if ALL_EVENTS not in webhook.event_types and event.name not in webhook.event_types:
+            continue
+        delivery = WebhookDelivery(
+            id=uuid.uuid4(),
+            webhook_id=webhook.id,
+            event_id=event.id,
+            event_name=event.name,
+            payload=event.payload,
+            event_created_at=event.created_at,
+            state=DeliveryState.PENDING.value,
+            attempts=0,
+            delays=[],
+            next_attempt_at=now,
+            queued_until=queued_until,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(delivery)
+        ids.append(delivery.id)
+    return ids
+
+
+def claim_delivery(
+    session: Session, *, delivery_id: uuid.UUID, now: datetime | None = None
+) -> Attempt | None:
+    """Lease a due, unclaimed delivery for one attempt; None if it is not due or someone has it."""
+    settings = current_settings()
+    now = now or utcnow()
+    token = uuid.uuid4()
+    claimed = session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.state == DeliveryState.PENDING.value,
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
+        )
+        .values(lease_until=now + timedelta(seconds=lease_seconds(settings)), lease_token=token)
+        .returning(WebhookDelivery.id),
+        execution_options={"synchronize_session": False},
+    ).scalar_one_or_none()
+    if claimed is None:
+        session.rollback()
+        return None
+    delivery = session.get(WebhookDelivery, delivery_id, populate_existing=True)
+    webhook = session.get(Webhook, delivery.webhook_id) if delivery else None
+    if delivery is None or webhook is None:  # deleted meanwhile
+        session.rollback()
+        return None
+    if not webhook.is_active:
+        _finish(delivery, DeliveryState.FAILED, now=now, error=ENDPOINT_DISABLED)
+        session.commit()
+        return None
+    try:
+        secret: str | None = decrypt_secret(settings, webhook.secret_ciphertext)
+    except SecretUnreadable:
+        secret = None
+    attempt = Attempt(
+        delivery_id=delivery.id,
+        webhook_id=webhook.id,
+        lease_token=token,
+        number=delivery.attempts + 1,
+        url=webhook.url,
+        secret=secret,
+        body=message_body(
+            event_name=delivery.event_name,
+            occurred_at=delivery.event_created_at,
+            payload=delivery.payload,
+        ),
+    )
+    session.commit()
+    return attempt
+
+
+def record_outcome(
+    session: Session,
+    *,
+    attempt: Attempt,
+    outcome: Outcome,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> float | None:
+    """Store the outcome of ``attempt``; returns the countdown to enqueue the retry with, if any.
+
+    A retry due later than ``CELERY_MAX_COUNTDOWN_SECONDS`` is left to the sweep, as is a retry
+    whose message is lost. A stale attempt (its lease was taken over, or the delivery replayed)
+    changes nothing.
+    """
+    settings = current_settings()
+    now = now or utcnow()
+    webhook_id = session.scalar(
+        select(WebhookDelivery.webhook_id).where(WebhookDelivery.id == attempt.delivery_id)
+    )
+    # Endpoint first, then delivery: the order every writer uses, so they cannot deadlock.
+    webhook = session.get(Webhook, webhook_id, with_for_update=True) if webhook_id else None
+    delivery = session.scalars(
+        select(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == attempt.delivery_id,
+            WebhookDelivery.lease_token == attempt.lease_token,
+            WebhookDelivery.state == DeliveryState.PENDING.value,
+        )
+        .with_for_update()
+    ).one_or_none()
+    if webhook is None or delivery is None:
+        session.rollback()
+        logger.info(
+            "stale webhook attempt ignored", extra={"delivery_id": str(attempt.delivery_id)}
+        )
+        return None
+    delivery.attempts += 1
+    delivery.last_attempt_at = now
+    delivery.last_status_code = outcome.status_code
+    delivery.last_error = outcome.error
+    delivery.lease_until = None
+    delivery.lease_token = None
+    countdown: float | None = None
+    if outcome.kind is OutcomeKind.SUCCESS:
+        _finish(delivery, DeliveryState.SUCCEEDED, now=now, error=None)
+        delivery.delivered_at = now
+        webhook.failing_since = None
+    else:
+        if (
+            outcome.kind is OutcomeKind.TRANSIENT
+            and delivery.attempts < settings.WEBHOOK_MAX_ATTEMPTS
+        ):
+            countdown = _schedule_retry(delivery, outcome, settings, now=now, rng=rng)
+        elif outcome.kind is OutcomeKind.TRANSIENT:
+            _finish(delivery, DeliveryState.DEAD, now=now, error=outcome.error)
+            logger.error(
+                "webhook delivery dead: attempts exhausted",
+                extra={
+                    "delivery_id": str(delivery.id),
+                    "webhook_id": str(webhook.id),
+                    "event_id": str(delivery.event_id),
+                    "attempts": delivery.attempts,
+                    "error": outcome.error,
+                },
+            )
+        else:
+            _finish(delivery, DeliveryState.FAILED, now=now, error=outcome.error)
+        if _trip_breaker(session, webhook, delivery, now=now, settings=settings):
+            countdown = None
+    session.commit()
+    return countdown
+
+
+def _schedule_retry(
+    delivery: WebhookDelivery,
+    outcome: Outcome,
+    settings: Settings,
+    *,
+    now: datetime,
+    rng: random.Random | None,
+) -> float | None:
+    cap = settings.WEBHOOK_BACKOFF_CAP_SECONDS
+    if outcome.retry_after is not None:
+        delay = min(outcome.retry_after, cap)
+    else:
+        delay = backoff_delay(
+            delivery.attempts, base=settings.WEBHOOK_BACKOFF_BASE_SECONDS, cap=cap, rng=rng
+        )
+    delivery.delays = [*delivery.delays, round(delay, 3)]
+    delivery.next_attempt_at = now + timedelta(seconds=delay)
+    if delay > settings.CELERY_MAX_COUNTDOWN_SECONDS:
+        # Too long for a countdown message (the broker's visibility timeout): the sweep's job.
+        delivery.queued_until = None
+        return None
+    delivery.queued_until = delivery.next_attempt_at + timedelta(seconds=lease_seconds(settings))
+    return delay
+
+
+def _finish(
+    delivery: WebhookDelivery, state: DeliveryState, *, now: datetime, error: str | None
+) -> None:
+    delivery.state = state.value
+    delivery.last_error = error
+    delivery.next_attempt_at = None
+    delivery.lease_until = None
+    delivery.lease_token = None
+    delivery.queued_until = None
+    delivery.updated_at = now
+
+
+def _trip_breaker(
+    session: Session,
+    webhook: Webhook,
+    delivery: WebhookDelivery,
+    *,
+    now: datetime,
+    settings: Settings,
+) -> bool:
+    """Count a failed attempt; disable the endpoint once every attempt failed for the window."""
+    if webhook.failing_since is None:
+        webhook.failing_since = now
+        return False
+    failing_for = (now - webhook.failing_since).total_seconds()
+    if not webhook.is_active or failing_for < settings.WEBHOOK_DISABLE_AFTER_SECONDS:
+        return False
+    webhook.is_active = False
+    webhook.disabled_reason = (
+        f"Every delivery attempt failed since {webhook.failing_since.isoformat(timespec='seconds')}"
+        f"; last error: {delivery.last_error or 'unknown'}"
+    )[:300]
+    if delivery.state == DeliveryState.PENDING.value:
+        _finish(delivery, DeliveryState.FAILED, now=now, error=delivery.last_error)
+    stop_pending(session, webhook.id, now=now)
+    record(session, WEBHOOK_DISABLED, {"webhook_id": str(webhook.id), "owner_id": webhook.owner_id})
+    logger.warning(
+        "webhook disabled by the circuit breaker",
+        extra={"webhook_id": str(webhook.id), "owner_id": webhook.owner_id},
+    )
+    return True
+
+
+def stop_pending(session: Session, webhook_id: uuid.UUID, *, now: datetime) -> None:
+    """Fail every pending delivery of a disabled endpoint (a replay can revive one later)."""
+    session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.webhook_id == webhook_id,
+            WebhookDelivery.state == DeliveryState.PENDING.value,
+        )
+        .values(
+            state=DeliveryState.FAILED.value,
+            last_error=ENDPOINT_DISABLED,
+            next_attempt_at=None,
+            lease_until=None,
+            lease_token=None,
+            queued_until=None,
+            updated_at=now,
+        ),
+        execution_options={"synchronize_session": "fetch"},
+    )
+
+
+def enqueue_due(session: Session, *, now: datetime | None = None) -> list[uuid.UUID]:
+    """Mark a batch of due, unclaimed, not-queued deliveries as queued and return their ids.
+
+    Rows are picked with ``FOR UPDATE SKIP LOCKED``, so several sweeps never pick the same ones.
+    """
+    settings = current_settings()
+    now = now or utcnow()
+    due = (
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.state == DeliveryState.PENDING.value,
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
+            or_(WebhookDelivery.queued_until.is_(None), WebhookDelivery.queued_until < now),
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(settings.WEBHOOK_SWEEP_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(
+        session.scalars(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(due.scalar_subquery()))
+            .values(queued_until=now + timedelta(seconds=lease_seconds(settings)))
+            .returning(WebhookDelivery.id),
+            execution_options={"synchronize_session": False},
+        ).all()
+    )
+    session.commit()
+    return ids
+
+
+def purge_finished(session: Session, *, now: datetime | None = None) -> int:
+    """Delete finished deliveries older than ``WEBHOOK_DELIVERY_RETENTION_DAYS``."""
+    settings = current_settings()
+    cutoff = (now or utcnow()) - timedelta(days=settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
+    result = session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.state != DeliveryState.PENDING.value,
+            WebhookDelivery.created_at < cutoff,
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def enqueue_deliveries(delivery_ids: Sequence[uuid.UUID]) -> int:
+    """Send ``webhooks.deliver`` for each id; stop at the first broker failure (the sweep's job)."""
+    sent = 0
+    for delivery_id in delivery_ids:
+        try:
+            send_task(DELIVER_TASK, (str(delivery_id),))
+        except Exception:
+            logger.warning("could not enqueue a webhook delivery; the sweep will", exc_info=True)
+            break
+        sent += 1
+    return sent
