@@ -2,14 +2,17 @@
 
 from app.core.database import Base
 from app.events.models import OutboxEvent
+from app.notifications.models import EmailMessage
 from app.tasks.models import Task
-from app.users.models import AuthSession, RefreshToken, User
+from app.users.models import AuthSession, PasswordResetToken, RefreshToken, User
 from app.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
     "AuthSession",
     "Base",
+    "EmailMessage",
     "OutboxEvent",
+    "PasswordResetToken",
     "RefreshToken",
     "Task",
     "User",

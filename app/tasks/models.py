@@ -90,4 +90,13 @@ class Task(Base):
         Index("ix_tasks_owner_priority", "owner_id", "priority", "id"),
         Index("ix_tasks_owner_status_created", "owner_id", "status", "created_at", "id"),
         Index("ix_tasks_tags", "tags", postgresql_using="gin"),
+        # Due-task reminders read open tasks by due date across all owners; only open tasks with a
+        # due date are indexed, so the index stays small however many tasks are done.
+        Index(
+            "ix_tasks_open_due",
+            "due_at",
+            "id",
+            postgresql_where=text("status <> 'done' AND due_at IS NOT NULL"),
+            sqlite_where=text("status <> 'done' AND due_at IS NOT NULL"),
+        ),
     )

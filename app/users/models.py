@@ -43,7 +43,7 @@ class AuthSession(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)  # the clean-up deletes by it
     revoked_at: Mapped[datetime | None]
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
 
@@ -66,3 +66,20 @@ class RefreshToken(Base):
     used_at: Mapped[datetime | None]
 
     session: Mapped[AuthSession] = relationship(back_populates="tokens")
+
+
+class PasswordResetToken(Base):
+    """A password-reset token sent by email; only its SHA-256 is stored, and it works once."""
+
+    __tablename__ = "password_reset_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    # Hex SHA-256 of the emailed token: a leaked table yields no usable token, and the token's
+    # 256 random bits make a salt or a slow hash unnecessary.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]

@@ -28,6 +28,30 @@ def upgrade() -> None:
     with op.batch_alter_table('consumed_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_consumed_events_consumed_at'), ['consumed_at'], unique=False)
 
+    op.create_table('email_messages',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('to_address', sa.String(length=254), nullable=False),
+    sa.Column('template', sa.String(length=64), nullable=False),
+    sa.Column('subject', sa.String(length=255), nullable=False),
+    sa.Column('context', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('sealed_context', sa.Text(), nullable=True),
+    sa.Column('dedupe_key', sa.String(length=200), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('delays', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("state IN ('pending', 'succeeded', 'failed', 'dead')", name=op.f('ck_email_messages_state')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_email_messages')),
+    sa.UniqueConstraint('dedupe_key', name=op.f('uq_email_messages_dedupe_key'))
+    )
+    with op.batch_alter_table('email_messages', schema=None) as batch_op:
+        batch_op.create_index('ix_email_messages_due', ['next_attempt_at'], unique=False, postgresql_where=sa.text("state = 'pending'"), sqlite_where=sa.text("state = 'pending'"))
+        batch_op.create_index('ix_email_messages_finished', ['created_at'], unique=False, postgresql_where=sa.text("state <> 'pending'"), sqlite_where=sa.text("state <> 'pending'"))
+
     op.create_table('outbox_events',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('name', sa.String(length=64), nullable=False),
@@ -68,7 +92,23 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_auth_sessions'))
     )
     with op.batch_alter_table('auth_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_auth_sessions_expires_at'), ['expires_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_auth_sessions_user_id'), ['user_id'], unique=False)
+
+    op.create_table('password_reset_tokens',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_password_reset_tokens_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_password_reset_tokens')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_password_reset_tokens_token_hash'))
+    )
+    with op.batch_alter_table('password_reset_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_password_reset_tokens_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_password_reset_tokens_user_id'), ['user_id'], unique=False)
 
     op.create_table('tasks',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -88,6 +128,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tasks'))
     )
     with op.batch_alter_table('tasks', schema=None) as batch_op:
+        batch_op.create_index('ix_tasks_open_due', ['due_at', 'id'], unique=False, postgresql_where=sa.text("status <> 'done' AND due_at IS NOT NULL"), sqlite_where=sa.text("status <> 'done' AND due_at IS NOT NULL"))
         batch_op.create_index('ix_tasks_owner_created', ['owner_id', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_tasks_owner_due', ['owner_id', 'due_at', 'id'], unique=False)
         batch_op.create_index('ix_tasks_owner_due_desc', ['owner_id', sa.literal_column('(due_at IS NOT NULL)'), 'due_at', 'id'], unique=False)
@@ -183,10 +224,17 @@ def downgrade() -> None:
         batch_op.drop_index('ix_tasks_owner_due_desc')
         batch_op.drop_index('ix_tasks_owner_due')
         batch_op.drop_index('ix_tasks_owner_created')
+        batch_op.drop_index('ix_tasks_open_due', postgresql_where=sa.text("status <> 'done' AND due_at IS NOT NULL"), sqlite_where=sa.text("status <> 'done' AND due_at IS NOT NULL"))
 
     op.drop_table('tasks')
+    with op.batch_alter_table('password_reset_tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_password_reset_tokens_user_id'))
+        batch_op.drop_index(batch_op.f('ix_password_reset_tokens_expires_at'))
+
+    op.drop_table('password_reset_tokens')
     with op.batch_alter_table('auth_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_auth_sessions_user_id'))
+        batch_op.drop_index(batch_op.f('ix_auth_sessions_expires_at'))
 
     op.drop_table('auth_sessions')
     op.drop_table('users')
@@ -194,6 +242,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_outbox_events_unpublished', postgresql_where=sa.text('published_at IS NULL'), sqlite_where=sa.text('published_at IS NULL'))
 
     op.drop_table('outbox_events')
+    with op.batch_alter_table('email_messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_email_messages_finished', postgresql_where=sa.text("state <> 'pending'"), sqlite_where=sa.text("state <> 'pending'"))
+        batch_op.drop_index('ix_email_messages_due', postgresql_where=sa.text("state = 'pending'"), sqlite_where=sa.text("state = 'pending'"))
+
+    op.drop_table('email_messages')
     with op.batch_alter_table('consumed_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consumed_events_consumed_at'))
 
