@@ -12,6 +12,8 @@ from app.events.models import OutboxEvent
 # Every event name the service records; consumers register against these.
 USER_REGISTERED = "user.registered"
 USER_DELETED = "user.deleted"
+# Carries only the normalised email: recorded whether or not an account has it.
+USER_PASSWORD_RESET_REQUESTED = "user.password_reset_requested"
 TASK_CREATED = "task.created"
 TASK_UPDATED = "task.updated"
 TASK_COMPLETED = "task.completed"
@@ -21,6 +23,7 @@ EVENT_NAMES = frozenset(
     {
         USER_REGISTERED,
         USER_DELETED,
+        USER_PASSWORD_RESET_REQUESTED,
         TASK_CREATED,
         TASK_UPDATED,
         TASK_COMPLETED,
