@@ -20,7 +20,14 @@ from app.extensions import db
 
 QUEUES = ("events", "notifications", "jobs")
 # Feature packages whose ``background`` module defines tasks and event consumers.
-BACKGROUND_PACKAGES = ["app.events", "app.webhooks"]
+BACKGROUND_PACKAGES = [
+    "app.events",
+    "app.webhooks",
+    "app.notifications",
+    "app.users",
+    "app.tasks",
+    "app.maintenance",
+]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -97,6 +104,13 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
         "webhook-delivery-purge": every(
             "webhooks.purge_old_deliveries", settings.CLEANUP_INTERVAL_SECONDS
         ),
+        "email-sweep": every(
+            "notifications.sweep_due_emails", settings.DELIVERY_SWEEP_INTERVAL_SECONDS
+        ),
+        "task-due-reminders": every(
+            "tasks.send_due_reminders", settings.TASK_REMINDER_INTERVAL_SECONDS
+        ),
+        "cleanup": every("maintenance.cleanup", settings.CLEANUP_INTERVAL_SECONDS),
     }
 
 

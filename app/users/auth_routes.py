@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core.api import Blueprint
+from app.core.api import Blueprint, ErrorSchema
 from app.core.auth import current_principal
 from app.extensions import db
-from app.users import auth_service, schemas
+from app.users import auth_service, reset_service, schemas
 from app.users.auth_service import TokenPair
 from app.users.models import User
 
@@ -15,7 +15,9 @@ blp = Blueprint(
     "auth",
     __name__,
     url_prefix="/auth",
-    description="Registration, login, token refresh (rotated on every use) and logout",
+    description=(
+        "Registration, login, token refresh (rotated on every use), logout and password reset"
+    ),
 )
 
 # RFC 6749 section 5.1: responses carrying tokens must not be cached.
@@ -61,3 +63,41 @@ def refresh(body: dict[str, Any]) -> tuple[TokenPair, int, dict[str, str]]:
 def logout() -> None:
     """Revoke the caller's login session: its access and refresh tokens stop working."""
     auth_service.logout(session=db.session(), session_id=current_principal().session_id)
+
+
+RESET_REQUESTED = "If an account exists for this email, a password reset link has been sent to it."
+INVALID_RESET_TOKEN_EXAMPLE = {
+    "code": reset_service.INVALID_RESET_TOKEN_CODE,
+    "status": 400,
+    "message": reset_service.INVALID_RESET_TOKEN,
+    "request_id": "9f1c2b7e0d3a4c5b8e6f7a8b9c0d1e2f",
+}
+
+
+@blp.route("/password-reset", methods=["POST"])
+@blp.arguments(schemas.PasswordResetRequest)
+@blp.response(202, schemas.PasswordResetAccepted)
+@blp.errors(422)
+@blp.doc(operationId="requestPasswordReset")
+def request_password_reset(body: dict[str, Any]) -> dict[str, str]:
+    """Email a single-use reset link (always 202, so no one learns which emails have accounts)."""
+    reset_service.request_password_reset(session=db.session(), email=body["email"])
+    return {"message": RESET_REQUESTED}
+
+
+@blp.route("/password-reset/confirm", methods=["POST"])
+@blp.arguments(schemas.PasswordResetConfirm)
+@blp.response(204)
+@blp.alt_response(
+    400,
+    schema=ErrorSchema,
+    description="The token is unknown, expired or already used (code `invalid_token`).",
+    example=INVALID_RESET_TOKEN_EXAMPLE,
+)
+@blp.errors(422)
+@blp.doc(operationId="confirmPasswordReset")
+def confirm_password_reset(body: dict[str, Any]) -> None:
+    """Set a new password with an emailed reset token; every session of the account ends."""
+    reset_service.confirm_password_reset(
+        session=db.session(), token=body["token"], new_password=body["new_password"]
+    )

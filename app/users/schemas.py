@@ -16,6 +16,8 @@ EMAIL_MAX_LENGTH = 254
 FULL_NAME_MAX_LENGTH = 100
 # Long enough for any token the service issues; bounds the work spent on garbage.
 TOKEN_MAX_LENGTH = 4096
+# A reset token is 43 characters; anything much longer is not one.
+RESET_TOKEN_MAX_LENGTH = 256
 
 
 class Email(Text):
@@ -80,6 +82,40 @@ class RefreshRequest(StrictSchema):
         required=True,
         validate=validate.Length(min=1, max=TOKEN_MAX_LENGTH),
         metadata={"example": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0eXBlIjoicmVmcmVzaCJ9.sig"},
+    )
+
+
+class PasswordResetRequest(StrictSchema):
+    """Body of ``POST /auth/password-reset``."""
+
+    email = Email(required=True)
+
+
+class PasswordResetConfirm(StrictSchema):
+    """Body of ``POST /auth/password-reset/confirm``."""
+
+    token = Text(
+        required=True,
+        load_only=True,
+        validate=validate.Length(min=1, max=RESET_TOKEN_MAX_LENGTH),
+        metadata={
+            "description": "The token from the reset email",
+            "example": "Xq3sQm1vH2u9l0bEwYj8rN4tK6cA7dF5gP0oZ1iU2yT",
+        },
+    )
+    new_password = new_password(required=True)
+
+
+class PasswordResetAccepted(ma.Schema):
+    """The answer to a reset request, the same whether or not the account exists."""
+
+    message = ma.fields.String(
+        required=True,
+        metadata={
+            "example": (
+                "If an account exists for this email, a password reset link has been sent to it."
+            )
+        },
     )
 
 

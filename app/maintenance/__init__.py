@@ -1,0 +1,1 @@
+"""Periodic clean-up of rows that have outlived their use."""
