@@ -152,9 +152,7 @@ def live_database_url(postgres_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def make_live_stack(
-    live_database_url: str, redis_url: str, tmp_path: Path
-) -> Iterator[Any]:
+def make_live_stack(live_database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Any]:
     """Build live stacks (HTTP server + real workers on real Redis); all stopped afterwards."""
     from tests.support.live import LiveStack
 

@@ -44,9 +44,9 @@ def access_token_for(user: User, **session_fields: Any) -> str:
     )
     db.session.add(auth_session)
     db.session.flush()
-    return token_codec().encode(
-        subject=user.id, token_type="access", session_id=auth_session.id
-    ).token
+    return (
+        token_codec().encode(subject=user.id, token_type="access", session_id=auth_session.id).token
+    )
 
 
 def auth_headers(user: User) -> dict[str, str]:
