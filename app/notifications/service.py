@@ -59,7 +59,7 @@ def queue_email(
     """
     if template not in TEMPLATES:
         raise ValueError(f"unknown email template {template!r}")
-    if session.scalar(select(EmailMessage.id).where(EmailMessage.dedupe_key == dedupe_key)):
+    if dedupe_key_taken(session, dedupe_key):
         return None
     settings = current_settings()
     now = utcnow()
@@ -87,6 +87,12 @@ def queue_email(
             return None
         raise
     return message
+
+
+def dedupe_key_taken(session: Session, dedupe_key: str) -> bool:
+    """True when an email with ``dedupe_key`` exists (committed or in this transaction)."""
+    query = select(EmailMessage.id).where(EmailMessage.dedupe_key == dedupe_key)
+    return session.scalar(query) is not None
 
 
 def send_follow_ups(messages: Iterable[EmailMessage | None]) -> list[FollowUp]:
@@ -163,15 +169,17 @@ def deliver(
 ) -> DeliveryResult:
     """Try to send email ``message_id`` once, if it is due and nobody else holds it."""
     message = claim(session, message_id=message_id, settings=settings)
-    if message is None:
+    if message is None or message.lease_until is None:
         return DeliveryResult(None)
+    lease = message.lease_until  # ours; the row's may change if the lease expires mid-send
     try:
         mailer.send(compose(message, settings))
     except Exception as exc:
-        return _record_failure(session, message, exc, settings)
+        return _record_failure(session, message, lease, exc, settings)
     _finish(
         session,
         message,
+        lease,
         state=EmailState.SUCCEEDED,
         sent_at=utcnow(),
         last_error=None,
@@ -184,7 +192,11 @@ def deliver(
 
 
 def _record_failure(
-    session: Session, message: EmailMessage, error: Exception, settings: Settings
+    session: Session,
+    message: EmailMessage,
+    lease: datetime,
+    error: Exception,
+    settings: Settings,
 ) -> DeliveryResult:
     # Only the error's class and the server's reply are kept: never the body or a token.
     detail = describe(error)
@@ -195,11 +207,11 @@ def _record_failure(
         "error": detail,
     }
     if not is_transient(error):
-        _finish(session, message, state=EmailState.FAILED, last_error=detail)
+        _finish(session, message, lease, state=EmailState.FAILED, last_error=detail)
         logger.warning("email failed permanently; not retried", extra=log_fields)
         return DeliveryResult(EmailState.FAILED)
     if message.attempts >= settings.EMAIL_MAX_ATTEMPTS:
-        _finish(session, message, state=EmailState.DEAD, last_error=detail)
+        _finish(session, message, lease, state=EmailState.DEAD, last_error=detail)
         logger.error("email dead: every attempt failed", extra=log_fields)
         return DeliveryResult(EmailState.DEAD)
     delay = backoff_delay(
@@ -210,6 +222,7 @@ def _record_failure(
     _finish(
         session,
         message,
+        lease,
         state=EmailState.PENDING,
         last_error=detail,
         next_attempt_at=utcnow() + timedelta(seconds=delay),
@@ -219,7 +232,14 @@ def _record_failure(
     return DeliveryResult(EmailState.PENDING, retry_in=delay)
 
 
-def _finish(session: Session, message: EmailMessage, *, state: EmailState, **values: Any) -> None:
+def _finish(
+    session: Session,
+    message: EmailMessage,
+    lease: datetime,
+    *,
+    state: EmailState,
+    **values: Any,
+) -> None:
     """Record an attempt's outcome and release the lease, if the lease is still ours."""
     if state is not EmailState.PENDING:
         values["sealed_context"] = None  # the secret is no longer needed
@@ -229,7 +249,7 @@ def _finish(session: Session, message: EmailMessage, *, state: EmailState, **val
             .where(
                 EmailMessage.id == message.id,
                 EmailMessage.state == EmailState.PENDING.value,
-                EmailMessage.lease_until == message.lease_until,
+                EmailMessage.lease_until == lease,
             )
             .values(state=state.value, lease_until=None, **values)
         )
