@@ -32,25 +32,27 @@ BACKGROUND_PACKAGES = [
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings; each reliability choice says why."""
-    transport_options: dict[str, Any] = {
-        # Unacknowledged messages come back after this long: longer than any countdown we use
-        # (CELERY_MAX_COUNTDOWN_SECONDS) or a long delay would be delivered twice.
-        "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT_SECONDS,
-    }
+    transport_options: dict[str, Any] = {}
     if settings.broker_is_redis:
-        # A dead Redis must cost milliseconds, not the OS default of minutes.
-        transport_options["socket_timeout"] = settings.REDIS_SOCKET_TIMEOUT_SECONDS
-        transport_options["socket_connect_timeout"] = settings.REDIS_SOCKET_TIMEOUT_SECONDS
-        # A publisher tries to connect twice, 0.1 s apart, then gives up (kombu's default is
-        # about 6 s); the worker's own consumer reconnects with broker_connection_max_retries.
-        transport_options.update(
-            max_retries=1, interval_start=0, interval_step=0.1, interval_max=0.2
-        )
+        transport_options = {
+            # Unacknowledged messages come back after this long: longer than any countdown we
+            # use (CELERY_MAX_COUNTDOWN_SECONDS), or a delayed task would be delivered twice.
+            "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT_SECONDS,
+            # A dead Redis must cost milliseconds, not the OS default of minutes.
+            "socket_timeout": settings.REDIS_SOCKET_TIMEOUT_SECONDS,
+            "socket_connect_timeout": settings.REDIS_SOCKET_TIMEOUT_SECONDS,
+            # A publisher tries to connect twice, 0.1 s apart, then gives up (kombu's default
+            # is about 6 s); the worker's consumer reconnects per broker_connection_max_retries.
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.1,
+            "interval_max": 0.2,
+        }
         if settings.REDIS_KEY_PREFIX:
             # Several deployments (or test runs) can share one Redis without seeing each other.
             transport_options["global_keyprefix"] = settings.REDIS_KEY_PREFIX
-    else:
-        transport_options["polling_interval"] = 0.2  # the embedded SQLite broker polls
+    # The embedded SQLite broker (kombu's SQLAlchemy transport) hands every transport option
+    # it does not know to create_engine(), so it gets none.
     return {
         "broker_url": settings.broker_url,
         "broker_transport_options": transport_options,

@@ -65,3 +65,36 @@ def test_broker_down_leaves_the_event_for_the_sweep(make_live_stack: Any) -> Non
         db.session.remove()
         assert db.session().scalars(select(OutboxEvent)).one().published_at is not None
     assert _queued_messages(up) == 1
+
+
+def test_embedded_sqlite_broker_accepts_published_events(tmp_path: Any) -> None:
+    """`make run` needs no Redis: the kick publishes to kombu's SQLAlchemy transport."""
+    from alembic import command
+
+    from app import create_app
+    from app.cli import alembic_config
+
+    app = create_app(
+        {
+            "APP_ENV": "testing",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
+            "CELERY_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+            "OUTBOX_KICK_ENABLED": True,
+        }
+    )
+    with app.app_context():
+        with db.engine.connect() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        session = db.session()
+        events.record(session, events.USER_REGISTERED, {"user_id": 1})
+        session.commit()
+        db.session.remove()
+        stored = db.session().scalars(select(OutboxEvent)).one()
+        assert stored.last_error is None
+        assert stored.published_at is not None
+        with app.extensions["celery"].connection_for_read() as connection:
+            message = connection.SimpleQueue("events").get(timeout=5)
+            assert message.headers["task"] == "events.dispatch"
+            assert message.payload[0] == [str(stored.id)]
