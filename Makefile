@@ -31,11 +31,11 @@ install-dev: $(VENV)/.installed-dev ## Install the development requirements too
 migrate: install ## Apply database migrations (flask db upgrade)
 	$(BIN)/flask db upgrade
 
-run: install ## Migrate the embedded database, create a demo admin, serve on 127.0.0.1:$(PORT)
+run: install ## Migrate, create a demo admin, start API + worker + beat on 127.0.0.1:$(PORT)
 	$(BIN)/flask db upgrade
 	$(BIN)/flask users ensure-demo-admin
-	@echo "Swagger UI: http://127.0.0.1:$(PORT)/docs"
-	$(BIN)/flask run --host 127.0.0.1 --port $(PORT)
+	@echo "Swagger UI: http://127.0.0.1:$(PORT)/docs  (API, Celery worker and beat below; Ctrl-C stops all)"
+	$(BIN)/honcho start --procfile deploy/Procfile.dev --app-root . --port $(PORT)
 
 lint: install-dev ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
