@@ -92,8 +92,8 @@ def refusal_reason(address: IPAddress) -> str | None:
         (address.is_link_local, "a link-local"),
         (address.is_multicast, "a multicast"),
         (address in _CGNAT, "a shared (carrier-grade NAT)"),
-        (address.is_private, "a private"),
         (address.is_reserved, "a reserved"),
+        (address.is_private, "a private"),
         (not address.is_global, "a non-global"),
     ]
     for refused, reason in checks:
