@@ -6,6 +6,7 @@ the dispatcher commits them with its "consumed" marker, then enqueues ``notifica
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,13 @@ from app.events.registry import FollowUp, consumer
 from app.events.service import USER_PASSWORD_RESET_REQUESTED, USER_REGISTERED, WEBHOOK_DISABLED
 from app.notifications.service import queue_email, send_follow_ups
 from app.users.models import User
-from app.users.reset_service import issue_reset_token
+from app.users.reset_service import (
+    MAX_LIVE_RESET_TOKENS,
+    issue_reset_token,
+    live_reset_tokens,
+)
+
+logger = logging.getLogger(__name__)
 
 
 def _active_user(session: Session, user_id: Any) -> User | None:
@@ -50,6 +57,9 @@ def password_reset_email(session: Session, event: OutboxEvent) -> list[FollowUp]
     email = event.payload.get("email")
     user = session.scalar(select(User).where(User.email == email)) if email else None
     if user is None or not user.is_active:
+        return []
+    if live_reset_tokens(session, user_id=user.id) >= MAX_LIVE_RESET_TOKENS:
+        logger.info("password reset not sent: too many live tokens", extra={"user_id": user.id})
         return []
     ttl = timedelta(seconds=current_settings().PASSWORD_RESET_TTL_SECONDS)
     token_row, token = issue_reset_token(session, user=user, ttl=ttl)

@@ -11,7 +11,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.core.database import utcnow
@@ -22,6 +22,9 @@ from app.users.auth_service import normalize_email, revoke_user_sessions
 from app.users.models import PasswordResetToken, User
 
 RESET_TOKEN_BYTES = 32
+# Live (unused, unexpired) tokens an account may have: beyond it, requests send no more email,
+# so nobody can flood a victim's mailbox, whatever the request rate limit lets through.
+MAX_LIVE_RESET_TOKENS = 3
 INVALID_RESET_TOKEN = "The reset token is invalid, expired or already used."
 INVALID_RESET_TOKEN_CODE = "invalid_token"
 
@@ -35,6 +38,16 @@ def request_password_reset(*, session: Session, email: str) -> None:
     """Ask for a reset email to ``email``; the same work whether or not the account exists."""
     record(session, USER_PASSWORD_RESET_REQUESTED, {"email": normalize_email(email)})
     session.commit()
+
+
+def live_reset_tokens(session: Session, *, user_id: int) -> int:
+    """How many unused, unexpired reset tokens ``user_id`` has."""
+    query = select(func.count()).where(
+        PasswordResetToken.user_id == user_id,
+        PasswordResetToken.used_at.is_(None),
+        PasswordResetToken.expires_at > utcnow(),
+    )
+    return int(session.scalar(query) or 0)
 
 
 def issue_reset_token(

@@ -209,6 +209,22 @@ def test_a_reset_kills_the_other_outstanding_tokens(
     assert_invalid_token(confirm(client, first, "yet another passphrase"))
 
 
+def test_an_account_gets_at_most_three_live_reset_emails(
+    client: FlaskClient, db_session: Session, user: User, smtp: SmtpSink
+) -> None:
+    """Requests keep answering 202, but a victim's mailbox cannot be flooded."""
+    tokens = [request_reset_by_email(client, db_session, smtp, user.email) for _ in range(3)]
+    assert client.post(REQUEST, json={"email": user.email}).status_code == 202
+    assert dispatch_pending(db_session) == []
+    assert len(smtp.messages) == 3
+    # Once those expire (or one is used), a new request sends again.
+    db_session.execute(update(PasswordResetToken).values(expires_at=utcnow()))
+    db_session.commit()
+    fresh = request_reset_by_email(client, db_session, smtp, user.email)
+    assert fresh not in tokens
+    assert len(smtp.messages) == 4
+
+
 def test_confirm_validates_the_new_password(
     client: FlaskClient, db_session: Session, user: User, smtp: SmtpSink
 ) -> None:
