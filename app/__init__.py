@@ -88,13 +88,14 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 def register_blueprints(app: Flask) -> None:
     """Mount every feature's routes; the API under /api/v1, health probes at the root."""
     from app.health.routes import blp as health_blp
+    from app.jobs.routes import blp as jobs_blp
     from app.tasks.routes import blp as tasks_blp
     from app.users.auth_routes import blp as auth_blp
     from app.users.routes import blp as users_blp
     from app.webhooks.routes import blp as webhooks_blp
 
     api: Api = app.extensions["api"]
-    for blueprint in (auth_blp, users_blp, tasks_blp, webhooks_blp):
+    for blueprint in (auth_blp, users_blp, tasks_blp, webhooks_blp, jobs_blp):
         api.register_blueprint(blueprint, url_prefix=f"{API_PREFIX}{blueprint.url_prefix}")
     api.register_blueprint(health_blp)
 

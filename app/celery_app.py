@@ -27,6 +27,8 @@ BACKGROUND_PACKAGES = [
     "app.users",
     "app.tasks",
     "app.maintenance",
+    "app.jobs",
+    "app.idempotency",
 ]
 
 
@@ -113,6 +115,11 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
             "tasks.send_due_reminders", settings.TASK_REMINDER_INTERVAL_SECONDS
         ),
         "cleanup": every("maintenance.cleanup", settings.CLEANUP_INTERVAL_SECONDS),
+        "job-sweep": every("jobs.sweep_stale", settings.JOB_SWEEP_INTERVAL_SECONDS),
+        "job-file-purge": every("jobs.purge_files", settings.CLEANUP_INTERVAL_SECONDS),
+        "idempotency-key-purge": every(
+            "maintenance.purge_idempotency_keys", settings.CLEANUP_INTERVAL_SECONDS
+        ),
     }
 
 

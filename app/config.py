@@ -142,6 +142,21 @@ class Settings(BaseSettings):
     AUTH_SESSION_RETENTION_DAYS: int = Field(default=7, ge=0)  # expired login sessions kept
     CLEANUP_BATCH: int = Field(default=1000, ge=1)  # rows deleted per statement
 
+    # Jobs (app.jobs) and Idempotency-Key (app.idempotency).
+    # Largest import file; below MAX_CONTENT_LENGTH, which caps the whole multipart request.
+    JOB_MAX_UPLOAD_BYTES: int = Field(default=1_000_000, ge=1)
+    JOB_MAX_RESULT_BYTES: int = Field(default=100 * 1024 * 1024, ge=1)  # larger exports fail
+    JOB_BATCH_SIZE: int = Field(default=500, ge=1, le=10_000)  # rows per transaction and progress
+    # A running job whose worker stopped renewing its lease this long ago is run again.
+    JOB_LEASE_SECONDS: float = Field(default=60.0, gt=0)
+    JOB_MAX_ATTEMPTS: int = Field(default=3, ge=1)  # runs cut short by a dead worker, then failed
+    # A queued job not started this long after it was enqueued is enqueued again by the sweep.
+    JOB_QUEUED_GRACE_SECONDS: float = Field(default=60.0, ge=0)
+    JOB_SWEEP_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)  # how often the sweep runs
+    JOB_SWEEP_BATCH: int = Field(default=100, ge=1)  # stale jobs re-enqueued per sweep
+    JOB_RESULT_RETENTION_SECONDS: int = Field(default=7 * 24 * 3600, ge=60)  # files then deleted
+    IDEMPOTENCY_KEY_TTL_SECONDS: int = Field(default=24 * 3600, ge=60)  # a key replays this long
+
     @field_validator("REDIS_URL", "CELERY_BROKER_URL")
     @classmethod
     def _broker_url_parses(cls, value: str) -> str:

@@ -2,6 +2,8 @@
 
 from app.core.database import Base
 from app.events.models import OutboxEvent
+from app.idempotency.models import IdempotencyKey
+from app.jobs.models import Job, JobFile
 from app.notifications.models import EmailMessage
 from app.tasks.models import Task
 from app.users.models import AuthSession, PasswordResetToken, RefreshToken, User
@@ -11,6 +13,9 @@ __all__ = [
     "AuthSession",
     "Base",
     "EmailMessage",
+    "IdempotencyKey",
+    "Job",
+    "JobFile",
     "OutboxEvent",
     "PasswordResetToken",
     "RefreshToken",

@@ -164,7 +164,7 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
 
 
 def accepts_form_data(func: F) -> F:
-    """Mark a view that takes ``multipart/form-data`` instead of JSON."""
+    """Mark a view that takes ``multipart/form-data`` as well as JSON."""
     func._accepts_form_data = True  # type: ignore[attr-defined]
     return func
 
@@ -181,11 +181,10 @@ def require_json_body(app: Flask) -> None:
         )
         if not has_body:
             return
+        if request.is_json:
+            return
         view = app.view_functions.get(request.endpoint or "")
-        if view is not None and getattr(view, "_accepts_form_data", False):
-            if request.mimetype == "multipart/form-data":
-                return
-        elif request.is_json:
+        if getattr(view, "_accepts_form_data", False) and request.mimetype == "multipart/form-data":
             return
         from werkzeug.exceptions import UnsupportedMediaType
 

@@ -19,6 +19,10 @@ TASK_UPDATED = "task.updated"
 TASK_COMPLETED = "task.completed"
 TASK_DELETED = "task.deleted"
 WEBHOOK_DISABLED = "webhook.disabled"
+JOB_CREATED = "job.created"
+JOB_SUCCEEDED = "job.succeeded"
+JOB_FAILED = "job.failed"
+JOB_CANCELLED = "job.cancelled"
 EVENT_NAMES = frozenset(
     {
         USER_REGISTERED,
@@ -29,6 +33,10 @@ EVENT_NAMES = frozenset(
         TASK_COMPLETED,
         TASK_DELETED,
         WEBHOOK_DISABLED,
+        JOB_CREATED,
+        JOB_SUCCEEDED,
+        JOB_FAILED,
+        JOB_CANCELLED,
     }
 )
 

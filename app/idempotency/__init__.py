@@ -1,0 +1,1 @@
+"""``Idempotency-Key`` support: a retried POST returns the first result instead of acting twice."""
