@@ -100,7 +100,7 @@ def claim_job(session: Session, *, job_id: int, now: datetime, lease: timedelta)
             lease_until=now + lease,
         )
         .returning(Job.attempts, Job.cancel_requested_at),
-        execution_options={"synchronize_session": False},
+        execution_options={"synchronize_session": "fetch"},
     ).one_or_none()
     session.commit()
     if row is None:
@@ -122,7 +122,7 @@ def checkpoint(
         values["progress"] = max(0, min(100, progress))
     row = session.execute(
         update(Job).where(fence.where()).values(**values).returning(Job.cancel_requested_at),
-        execution_options={"synchronize_session": False},
+        execution_options={"synchronize_session": "fetch"},
     ).one_or_none()
     if row is None:
         session.rollback()
@@ -156,7 +156,7 @@ def finish_job(
         .where(fence.where())
         .values(**values)
         .returning(Job.owner_id, Job.type, Job.attempts),
-        execution_options={"synchronize_session": False},
+        execution_options={"synchronize_session": "fetch"},
     ).one_or_none()
     if row is None:
         session.rollback()

@@ -16,7 +16,7 @@ from typing import Any
 
 import marshmallow as ma
 from sqlalchemy import select
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session
 
 from app.config import current_settings
 from app.jobs.handlers.base import JobError, Progress, ResultFile, percent
@@ -82,9 +82,7 @@ def import_tasks(session: Session, job: Job, progress: Progress) -> ResultFile |
 
 def _input_data(session: Session, job: Job) -> bytes:
     data = session.scalar(
-        select(JobFile.data)
-        .where(JobFile.job_id == job.id, JobFile.kind == FileKind.INPUT.value)
-        .options(undefer(JobFile.data))
+        select(JobFile.data).where(JobFile.job_id == job.id, JobFile.kind == FileKind.INPUT.value)
     )
     if data is None:
         raise JobError("The uploaded file is no longer available; upload it again.")
