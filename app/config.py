@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     WEBHOOK_REQUIRE_HTTPS: bool = False  # refuse http:// targets (production forces it)
     # Tests only: deliver to loopback/private addresses on any port. Production refuses it.
     WEBHOOK_ALLOW_PRIVATE_TARGETS: bool = False
+    # Host names (exactly as in webhook URLs, JSON list) whose private-network addresses
+    # (10/8, 172.16/12, 192.168/16, fc00::/7) deliveries may reach: the operator's explicit
+    # choice of a receiver on the same private network, e.g. a compose service. Loopback,
+    # link-local and metadata addresses stay refused; the port and https rules still apply.
+    WEBHOOK_ALLOWED_PRIVATE_HOSTS: tuple[str, ...] = ()
     # Circuit breaker: an endpoint whose every attempt failed for this long is disabled.
     WEBHOOK_DISABLE_AFTER_SECONDS: float = Field(default=24 * 3600.0, gt=0)
     WEBHOOK_DELIVERY_RETENTION_DAYS: int = Field(default=30, ge=1)  # finished deliveries kept

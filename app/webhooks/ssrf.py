@@ -28,6 +28,12 @@ _METADATA = ipaddress.ip_network("169.254.0.0/16")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+# What an allow-listed private host may resolve to: private networks, never loopback,
+# link-local (cloud metadata) or anything else the guard refuses.
+_PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
 
 
 class UnsafeUrl(ValueError):
@@ -46,6 +52,8 @@ class UrlPolicy:
     require_https: bool = False
     # Tests only: loopback/private addresses and any port (test receivers use random ports).
     allow_private: bool = False
+    # Host names (lower-case ASCII) that may resolve to private-network addresses.
+    private_hosts: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UrlPolicy:
@@ -54,6 +62,9 @@ class UrlPolicy:
             allowed_ports=frozenset(settings.WEBHOOK_ALLOWED_PORTS),
             require_https=settings.WEBHOOK_REQUIRE_HTTPS,
             allow_private=settings.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+            private_hosts=frozenset(
+                host.lower() for host in settings.WEBHOOK_ALLOWED_PRIVATE_HOSTS
+            ),
         )
 
 
@@ -162,6 +173,8 @@ def check_url(url: str, policy: UrlPolicy) -> Target:
         except ValueError:  # e.g. a scoped "fe80::1%eth0"
             raise UnsafeUrl(f"The host {host!r} resolves to an unusable address.") from None
         reason = refusal_reason(address)
+        if host in policy.private_hosts and any(address in net for net in _PRIVATE_NETWORKS):
+            continue  # the operator named this host as a receiver on the private network
         if reason is not None and not policy.allow_private:
             raise UnsafeUrl(
                 f"The host {host!r} resolves to {address}, {reason} address; "

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from app.config import Settings
 from app.webhooks.sender import HttpOptions, OutcomeKind, post
 from app.webhooks.ssrf import (
     PinnedHTTPSConnection,
@@ -215,6 +216,49 @@ def test_unresolvable_hosts_are_reported(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_the_test_only_allowance_admits_loopback_on_any_port() -> None:
     target = check_url("http://127.0.0.1:54321/hook", LOOPBACK_ALLOWED)
     assert (target.address, target.port) == ("127.0.0.1", 54321)
+
+
+PRIVATE_HOST_ALLOWED = UrlPolicy(
+    allowed_ports=frozenset({443, 8443}), require_https=True, private_hosts=frozenset({"receiver"})
+)
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3", "172.18.0.5", "192.168.1.1", "fd12:3456::1"])
+def test_an_allow_listed_host_may_resolve_to_a_private_network(
+    fake_dns: dict[str, list[str]], address: str
+) -> None:
+    fake_dns["receiver"] = [address]
+    assert check_url("https://receiver:8443/hook", PRIVATE_HOST_ALLOWED).address == address
+
+
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1", "::1", "169.254.169.254", "fe80::1", "100.64.0.1", "::ffff:10.0.0.1"]
+)
+def test_an_allow_listed_host_still_may_not_reach_loopback_or_metadata(
+    fake_dns: dict[str, list[str]], address: str
+) -> None:
+    fake_dns["receiver"] = ["172.18.0.5", address]
+    with pytest.raises(UnsafeUrl, match=re.escape(str(ipaddress.ip_address(address)))):
+        check_url("https://receiver:8443/hook", PRIVATE_HOST_ALLOWED)
+
+
+def test_the_private_host_allowance_names_exact_hosts_and_keeps_the_other_rules(
+    fake_dns: dict[str, list[str]],
+) -> None:
+    fake_dns["receiver.evil.example"] = ["172.18.0.5"]
+    fake_dns["receiver"] = ["172.18.0.5"]
+    with pytest.raises(UnsafeUrl, match="private address"):
+        check_url("https://receiver.evil.example:8443/", PRIVATE_HOST_ALLOWED)
+    with pytest.raises(UnsafeUrl, match="must start with https://"):
+        check_url("http://receiver:8443/", PRIVATE_HOST_ALLOWED)
+    with pytest.raises(UnsafeUrl, match="Port 6379 is not allowed"):
+        check_url("https://receiver:6379/", PRIVATE_HOST_ALLOWED)
+
+
+def test_the_private_hosts_come_from_a_json_list_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_ALLOWED_PRIVATE_HOSTS", '["Receiver", "hooks.internal"]')
+    policy = UrlPolicy.from_settings(Settings())
+    assert policy.private_hosts == {"receiver", "hooks.internal"}
 
 
 # --- rebinding: the connection goes to the address that was checked --------------------------
