@@ -91,7 +91,11 @@ def idempotent(
             if not claimed:
                 return _replay(session, record, fingerprint, user_id, resource, headers)
             with service.remember_resource(session, record, resource):
-                return view(*args, **kwargs)
+                try:
+                    return view(*args, **kwargs)
+                except BaseException:
+                    _forget_claim(session, record)
+                    raise
 
         apidoc = deepcopy(getattr(view, "_apidoc", {}))
         apidoc.setdefault("arguments", {}).setdefault("parameters", []).append(
@@ -111,6 +115,21 @@ def _checked_key(value: str) -> str:
             }
         )
     return value
+
+
+def _forget_claim(session: Session, record: IdempotencyKey) -> None:
+    """A failed request leaves no claim behind, so the key may carry the corrected request.
+
+    (The end of the request would roll it back anyway; this also holds when the session lives
+    on, as in a CLI command or a test.)
+    """
+    if record.resource_id is not None or record not in session:
+        return  # committed with a resource, or already rolled back
+    try:
+        session.delete(record)
+        session.flush()
+    except Exception:
+        session.rollback()
 
 
 def _claim_or_find(
