@@ -34,6 +34,13 @@ class OutboxEvent(Base):
             postgresql_where=text("published_at IS NULL"),
             sqlite_where=text("published_at IS NULL"),
         ),
+        # Clean-up deletes published rows by age; this keeps it from scanning the table.
+        Index(
+            "ix_outbox_events_published",
+            "published_at",
+            postgresql_where=text("published_at IS NOT NULL"),
+            sqlite_where=text("published_at IS NOT NULL"),
+        ),
     )
 
 
