@@ -10,10 +10,14 @@ from flask import Flask
 from app.config import Settings, load_settings
 from app.core.api import Api, require_json_body
 from app.core.auth import init_auth
+from app.core.client_address import init_client_address, init_docs_access
+from app.core.cors import init_cors
 from app.core.json import SafeJSONProvider
+from app.core.limits import init_rate_limits
 from app.core.logging import configure_logging
 from app.core.requests import init_request_ids
 from app.core.security import PasswordHashing, TokenCodec
+from app.core.security_headers import init_security_headers
 from app.extensions import db
 
 API_PREFIX = "/api/v1"
@@ -29,9 +33,12 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["settings"] = settings
     configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
 
+    if settings.APP_ENV == "production":
+        app.debug = False  # whatever the environment says: the debugger runs callers' code
     register_extensions(app, settings)
     register_blueprints(app)
     register_cli(app)
+    init_rate_limits(app, settings)  # binds the limits the registered routes declare
     register_background(app, settings)
     return app
 
@@ -85,6 +92,11 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     app.extensions["api"] = Api(app)
 
 
+    init_client_address(app, settings)
+    init_security_headers(app, settings)
+    # Before the rate limiter's hook (added later): preflights and hidden docs cost no budget.
+    init_cors(app, settings)
+    init_docs_access(app, settings)
 def register_blueprints(app: Flask) -> None:
     """Mount every feature's routes; the API under /api/v1, health probes at the root."""
     from app.health.routes import blp as health_blp

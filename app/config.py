@@ -6,12 +6,14 @@ One class per profile, chosen by ``APP_ENV`` (``development`` by default, ``test
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
@@ -75,6 +77,43 @@ class Settings(BaseSettings):
     LOG_FORMAT: Literal["json", "text"] = "json"
 
     DOCS_ENABLED: bool = True
+    # /docs and /api/v1/openapi.json only for these comma-separated CIDRs (others get 404);
+    # empty: everyone. Matched against the client address (see PROXY_FIX_X_FOR).
+    DOCS_ALLOWED_IPS: str = ""
+
+    # Production edge (app.core.limits, client_address, security_headers, cors).
+    # Proxies in front of the app whose X-Forwarded-For entry is trusted, counted from the
+    # right. 0: the header is ignored, so a client cannot choose its own address; 1 behind
+    # one load balancer (nginx, an Ingress).
+    PROXY_FIX_X_FOR: int = Field(default=0, ge=0, le=5)
+    PROXY_FIX_X_PROTO: int = Field(default=0, ge=0, le=5)  # the same for X-Forwarded-Proto
+    FLASK_DEBUG: bool = False  # Flask debug mode (development only: its debugger runs code)
+    RATELIMIT_ENABLED: bool = True  # false: nothing is limited and no X-RateLimit-* is sent
+    # Counters shared by every process and replica. Empty: REDIS_URL when set, else memory://
+    # (per process: development and tests only; production refuses it).
+    RATELIMIT_STORAGE_URL: str = ""
+    # Connect and read timeout of the counter store: a dead Redis costs milliseconds, and
+    # requests are then limited per process until it answers again.
+    RATELIMIT_STORAGE_TIMEOUT_SECONDS: float = Field(default=0.3, gt=0, le=5)
+    RATELIMIT_STRATEGY: Literal["fixed-window", "moving-window", "sliding-window-counter"] = (
+        "fixed-window"
+    )
+    RATELIMIT_HEADERS_ENABLED: bool = True  # X-RateLimit-Limit/Remaining/Reset on responses
+    # Limits are "N/second|minute|hour|day", several joined by ";"; empty turns one off.
+    RATELIMIT_DEFAULT: str = "600/minute"  # all of /api/v1, per user (else per client address)
+    RATELIMIT_LOGIN_PER_IP: str = "20/minute"  # POST /auth/login per client address
+    RATELIMIT_LOGIN_PER_ACCOUNT: str = "10/minute;50/hour"  # POST /auth/login per email
+    RATELIMIT_REGISTER_PER_IP: str = "20/hour"  # POST /auth/register per client address
+    RATELIMIT_REFRESH_PER_IP: str = "60/minute"  # POST /auth/refresh per client address
+    RATELIMIT_PASSWORD_RESET_PER_IP: str = "10/hour"  # reset requests per client address
+    RATELIMIT_PASSWORD_RESET_PER_EMAIL: str = "3/hour"  # reset requests per target email
+    RATELIMIT_JOB_CREATE_PER_USER: str = "30/hour"  # POST /jobs per user
+    # Browser origins allowed to call the API (comma-separated "https://app.example.com");
+    # empty: no CORS headers at all. "*" allows any origin without credentials (not in
+    # production).
+    CORS_ALLOWED_ORIGINS: str = ""
+    CORS_ALLOW_CREDENTIALS: bool = False  # send Access-Control-Allow-Credentials (never with *)
+    CORS_MAX_AGE_SECONDS: int = Field(default=600, ge=0, le=86400)  # preflight cache lifetime
 
     # Background work (Celery). The broker is CELERY_BROKER_URL, else REDIS_URL.
     REDIS_URL: str = ""
@@ -169,6 +208,77 @@ class Settings(BaseSettings):
             check_url(value, {"redis", "rediss", "sqla+sqlite"})
         return value
 
+    @field_validator(
+        "RATELIMIT_DEFAULT",
+        "RATELIMIT_LOGIN_PER_IP",
+        "RATELIMIT_LOGIN_PER_ACCOUNT",
+        "RATELIMIT_REGISTER_PER_IP",
+        "RATELIMIT_REFRESH_PER_IP",
+        "RATELIMIT_PASSWORD_RESET_PER_IP",
+        "RATELIMIT_PASSWORD_RESET_PER_EMAIL",
+        "RATELIMIT_JOB_CREATE_PER_USER",
+    )
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(
+                    'is not a rate limit such as "20/minute" or "10/minute;50/hour"'
+                ) from exc
+        return value.strip()
+
+    @field_validator("RATELIMIT_STORAGE_URL")
+    @classmethod
+    def _rate_limit_storage_parses(cls, value: str) -> str:
+        if value and value != "memory://":
+            check_url(value, {"redis", "rediss"})
+        return value
+
+    @property
+    def ratelimit_storage_url(self) -> str:
+        """Where rate-limit counters live: the setting, else ``REDIS_URL``, else memory."""
+        return self.RATELIMIT_STORAGE_URL or self.REDIS_URL or "memory://"
+
+    @field_validator("CORS_ALLOWED_ORIGINS")
+    @classmethod
+    def _origins_parse(cls, value: str) -> str:
+        for origin in split_list(value):
+            parts = urlsplit(origin)
+            if origin != "*" and (
+                parts.scheme not in {"http", "https"}
+                or not parts.hostname
+                or parts.path
+                or parts.query
+                or parts.fragment
+            ):
+                raise ValueError(f"{origin!r} is not an origin such as https://app.example.com")
+        return value
+
+    @property
+    def cors_allowed_origins(self) -> frozenset[str]:
+        """The allowed origins, lower-cased and without a trailing slash (browsers send none)."""
+        return frozenset(origin.lower() for origin in split_list(self.CORS_ALLOWED_ORIGINS))
+
+    @field_validator("DOCS_ALLOWED_IPS")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        for network in split_list(value):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{network!r} is not an address or CIDR network") from exc
+        return value
+
+    @property
+    def docs_allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The networks allowed to read the API documentation (empty: everyone)."""
+        return tuple(
+            ipaddress.ip_network(network, strict=False)
+            for network in split_list(self.DOCS_ALLOWED_IPS)
+        )
+
     @field_validator("PUBLIC_BASE_URL")
     @classmethod
     def _public_base_url_parses(cls, value: str) -> str:
@@ -223,7 +333,7 @@ class Settings(BaseSettings):
             "ENV_NAME": self.APP_ENV,
             "SECRET_KEY": secret,
             "TESTING": self.APP_ENV == "testing",
-            "DEBUG": False,
+            "DEBUG": self.FLASK_DEBUG and self.APP_ENV != "production",
             "MAX_CONTENT_LENGTH": self.MAX_CONTENT_LENGTH,
             "JSON_SORT_KEYS": False,
         }
@@ -263,6 +373,15 @@ class TestingSettings(Settings):
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     CELERY_BROKER_URL: str = "memory://"
     OUTBOX_KICK_ENABLED: bool = False  # unit tests run inside a rolled-back transaction
+    # High, so only the tests that lower a limit meet it (each app has its own counters).
+    RATELIMIT_DEFAULT: str = "100000/minute"
+    RATELIMIT_LOGIN_PER_IP: str = "100000/minute"
+    RATELIMIT_LOGIN_PER_ACCOUNT: str = "100000/minute"
+    RATELIMIT_REGISTER_PER_IP: str = "100000/minute"
+    RATELIMIT_REFRESH_PER_IP: str = "100000/minute"
+    RATELIMIT_PASSWORD_RESET_PER_IP: str = "100000/minute"
+    RATELIMIT_PASSWORD_RESET_PER_EMAIL: str = "100000/minute"
+    RATELIMIT_JOB_CREATE_PER_USER: str = "100000/minute"
 
 
 class ProductionSettings(Settings):
@@ -299,6 +418,16 @@ class ProductionSettings(Settings):
             raise ValueError("MAIL_BACKEND: console is for development only; use smtp")
         if not self.SMTP_HOST:
             raise ValueError("SMTP_HOST: must be set in production (MAIL_BACKEND=smtp)")
+        if self.FLASK_DEBUG:
+            raise ValueError(
+                "FLASK_DEBUG: debug mode runs code sent by any caller; never in production"
+            )
+        if self.ratelimit_storage_url == "memory://":
+            raise ValueError(
+                "RATELIMIT_STORAGE_URL: memory:// counts per process; use Redis in production"
+            )
+        if "*" in self.cors_allowed_origins:
+            raise ValueError("CORS_ALLOWED_ORIGINS: * lets any site call the API; list the origins")
         public = urlsplit(self.PUBLIC_BASE_URL)
         if public.scheme != "https" or public.hostname in {None, "localhost", "127.0.0.1", "::1"}:
             raise ValueError(
@@ -324,6 +453,11 @@ def _development_secret(instance: Path) -> str:
     path.write_text(key)
     path.chmod(0o600)
     return key
+
+
+def split_list(value: str) -> list[str]:
+    """The non-empty items of a comma-separated setting, stripped (a trailing "/" dropped)."""
+    return [item.strip().rstrip("/") for item in value.split(",") if item.strip()]
 
 
 def check_url(value: str, schemes: set[str]) -> None:

@@ -7,6 +7,7 @@ import functools
 import http
 import json
 from collections.abc import Callable
+from copy import deepcopy
 from typing import Any, TypeVar
 
 import flask_smorest
@@ -17,6 +18,7 @@ from webargs.flaskparser import FlaskParser
 
 from app.core.auth import current_principal, require_admin
 from app.core.errors import CODES, MESSAGES, handle_http_exception, register_error_handlers
+from app.core.limits import RULES_ATTRIBUTE, Rate, describe_limits
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -125,10 +127,77 @@ class JSONArgumentsParser(FlaskParser):
             raise json.JSONDecodeError("JSON nested too deeply", doc="(nested)", pos=0) from None
 
 
+# Sent with every rate-limited response (Retry-After with a 429 only).
+RATE_LIMIT_HEADERS = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "schema": {"type": "integer", "example": 42},
+    },
+    "X-RateLimit-Limit": {
+        "description": "Requests allowed in the window of the tightest limit",
+        "schema": {"type": "integer", "example": 20},
+    },
+    "X-RateLimit-Remaining": {
+        "description": "Requests left in that window",
+        "schema": {"type": "integer", "example": 0},
+    },
+    "X-RateLimit-Reset": {
+        "description": "Unix time at which that window ends",
+        "schema": {"type": "integer", "example": 1767225600},
+    },
+}
+
+
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
-    """A flask-smorest Blueprint with ``errors`` and ``auth`` decorators."""
+    """A flask-smorest Blueprint with ``errors``, ``auth`` and ``limit`` decorators.
+
+    Every operation of a ``rate_limited`` blueprint (the default) counts against its caller's
+    API budget (``RATELIMIT_DEFAULT``) and documents the 429 that follows; pass
+    ``rate_limited=False`` for routes that must always answer (health probes).
+    """
 
     ARGUMENTS_PARSER = JSONArgumentsParser()
+
+    def __init__(self, *args: Any, rate_limited: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rate_limited = rate_limited
+        if rate_limited:
+            # First, so the 429 is then rendered like any @blp.errors response.
+            self._prepare_doc_cbks.insert(0, self._document_rate_limits)
+
+    def limit(self, *rates: Rate) -> Callable[[F], F]:
+        """Apply ``rates`` to the decorated operation, on top of the API budget.
+
+        The limits are bound when the app is created (``app.core.limits``), and are checked
+        before authentication and argument parsing.
+        """
+
+        def decorator(func: F) -> F:
+            setattr(func, RULES_ATTRIBUTE, (*getattr(func, RULES_ATTRIBUTE, ()), *rates))
+            apidoc = deepcopy(getattr(func, "_apidoc", {}))
+            apidoc["rate_limits"] = [*apidoc.get("rate_limits", []), *rates]
+            func._apidoc = apidoc  # type: ignore[attr-defined]
+            return func
+
+        return decorator
+
+    @staticmethod
+    def _document_rate_limits(
+        doc: dict[str, Any], doc_info: dict[str, Any], *, app: Flask, **kwargs: Any
+    ) -> dict[str, Any]:
+        settings = app.extensions["settings"]
+        if settings.RATELIMIT_ENABLED:
+            responses = doc_info.setdefault("response", {}).setdefault("responses", {})
+            responses.setdefault(429, []).append(
+                {
+                    "schema": ErrorSchema(),
+                    "description": describe_limits(settings, doc_info.get("rate_limits", [])),
+                    "example": error_example(429),
+                    "headers": RATE_LIMIT_HEADERS,
+                    "content_type": None,
+                }
+            )
+        return doc
 
     def errors(self, *statuses: int) -> Callable[[F], F]:
         """Document ``statuses`` as error responses of the decorated operation."""

@@ -12,7 +12,14 @@ from sqlalchemy import text
 from app.core.api import Blueprint
 from app.extensions import db
 
-blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness")
+# Probes are never rate limited: a throttled liveness check would restart a healthy process.
+blp = Blueprint(
+    "health",
+    __name__,
+    url_prefix="/health",
+    description="Liveness and readiness",
+    rate_limited=False,
+)
 
 
 class Live(ma.Schema):

@@ -12,6 +12,7 @@ from app.config import current_settings
 from app.core.api import Blueprint, accepts_form_data
 from app.core.auth import current_principal
 from app.core.errors import ValidationFailed
+from app.core.limits import per_caller
 from app.core.schemas import page_meta
 from app.extensions import db
 from app.idempotency.decorator import idempotent
@@ -87,6 +88,7 @@ class Jobs(MethodView):
             "meta": page_meta(page=args["page"], page_size=args["page_size"], total=total),
         }
 
+    @blp.limit(per_caller("RATELIMIT_JOB_CREATE_PER_USER"))
     @blp.auth()
     @blp.response(202, Job, headers=_LOCATION)
     @blp.errors(400, 409, 413, 415, 422)

@@ -6,9 +6,10 @@ from typing import Any
 
 from app.core.api import Blueprint, ErrorSchema
 from app.core.auth import current_principal
+from app.core.limits import Rate, json_field_key, per_client_address
 from app.extensions import db
 from app.users import auth_service, reset_service, schemas
-from app.users.auth_service import TokenPair
+from app.users.auth_service import TokenPair, normalize_email
 from app.users.models import User
 
 blp = Blueprint(
@@ -20,11 +21,15 @@ blp = Blueprint(
     ),
 )
 
+# Counted per email as it will be looked up, whatever the letter case or spacing sent.
+PER_ACCOUNT = json_field_key("email", normalize_email)
+
 # RFC 6749 section 5.1: responses carrying tokens must not be cached.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @blp.route("/register", methods=["POST"])
+@blp.limit(per_client_address("RATELIMIT_REGISTER_PER_IP"))
 @blp.arguments(schemas.UserRegister)
 @blp.response(201, schemas.User)
 @blp.errors(409, 422)
@@ -35,6 +40,10 @@ def register(body: dict[str, Any]) -> User:
 
 
 @blp.route("/login", methods=["POST"])
+@blp.limit(
+    per_client_address("RATELIMIT_LOGIN_PER_IP"),
+    Rate("RATELIMIT_LOGIN_PER_ACCOUNT", PER_ACCOUNT, "account"),
+)
 @blp.arguments(schemas.LoginCredentials)
 @blp.response(200, schemas.TokenPair)
 @blp.errors(401, 422)
@@ -46,6 +55,7 @@ def login(body: dict[str, Any]) -> tuple[TokenPair, int, dict[str, str]]:
 
 
 @blp.route("/refresh", methods=["POST"])
+@blp.limit(per_client_address("RATELIMIT_REFRESH_PER_IP"))
 @blp.arguments(schemas.RefreshRequest)
 @blp.response(200, schemas.TokenPair)
 @blp.errors(401, 422)
@@ -75,6 +85,10 @@ INVALID_RESET_TOKEN_EXAMPLE = {
 
 
 @blp.route("/password-reset", methods=["POST"])
+@blp.limit(
+    per_client_address("RATELIMIT_PASSWORD_RESET_PER_IP"),
+    Rate("RATELIMIT_PASSWORD_RESET_PER_EMAIL", PER_ACCOUNT, "target email"),
+)
 @blp.arguments(schemas.PasswordResetRequest)
 @blp.response(202, schemas.PasswordResetAccepted)
 @blp.errors(422)
