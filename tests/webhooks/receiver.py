@@ -88,13 +88,16 @@ class Receiver:
                 if receiver.delay:
                     time.sleep(receiver.delay)  # the endpoint's own slowness, not a test wait
                 status, headers, answer = receiver.responder(number)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(answer)
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except OSError:
+                    pass  # the client hung up (a killed worker, a capped read): its business
 
             def log_message(self, format: str, *args: object) -> None:
                 return
