@@ -19,6 +19,7 @@ from app.core.requests import init_request_ids
 from app.core.security import PasswordHashing, TokenCodec
 from app.core.security_headers import init_security_headers
 from app.extensions import db
+from app.observability import init_observability
 
 API_PREFIX = "/api/v1"
 
@@ -87,6 +88,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     app.extensions["password_hashing"] = PasswordHashing(settings)
     init_auth(app, lambda claims: resolve_principal(session=db.session(), claims=claims))
     init_request_ids(app)
+    init_observability(app, settings)
     require_json_body(app)
     # flask-smorest's Api keeps per-app state (the spec), so each app gets its own.
     app.extensions["api"] = Api(app)

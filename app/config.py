@@ -201,6 +201,22 @@ class Settings(BaseSettings):
     JOB_RESULT_RETENTION_SECONDS: int = Field(default=7 * 24 * 3600, ge=60)  # files then deleted
     IDEMPOTENCY_KEY_TTL_SECONDS: int = Field(default=24 * 3600, ge=60)  # a key replays this long
 
+    # Observability (app.observability): request log, Prometheus metrics, Sentry, traces.
+    # GET /metrics only for these comma-separated addresses or CIDRs (everyone else gets 404,
+    # matched after PROXY_FIX_X_FOR); empty: nobody.
+    METRICS_ALLOWED_IPS: str = "127.0.0.1,::1"
+    # Folder of per-process metric files, so several processes report one sum; gunicorn.conf.py
+    # sets it. prometheus_client reads it from the process environment itself (.env is not enough).
+    PROMETHEUS_MULTIPROC_DIR: str = ""
+    WORKER_METRICS_PORT: int | None = Field(default=None, ge=1, le=65535)  # worker's metrics port
+    WORKER_METRICS_HOST: str = "0.0.0.0"  # the address that port listens on  # noqa: S104
+    SENTRY_DSN: SecretStr | None = None  # report errors to Sentry (requirements-observability.txt)
+    SENTRY_ENVIRONMENT: str = ""  # Sentry's environment name; empty: APP_ENV
+    SENTRY_TRACES_SAMPLE_RATE: float = Field(default=0.0, ge=0, le=1)  # requests traced by Sentry
+    # OpenTelemetry traces over OTLP/HTTP to this collector (http://otel-collector:4318);
+    # empty: off.
+    OTEL_EXPORTER_OTLP_ENDPOINT: str = ""
+
     @field_validator("REDIS_URL", "CELERY_BROKER_URL")
     @classmethod
     def _broker_url_parses(cls, value: str) -> str:
@@ -261,7 +277,7 @@ class Settings(BaseSettings):
         """The allowed origins, lower-cased and without a trailing slash (browsers send none)."""
         return frozenset(origin.lower() for origin in split_list(self.CORS_ALLOWED_ORIGINS))
 
-    @field_validator("DOCS_ALLOWED_IPS")
+    @field_validator("DOCS_ALLOWED_IPS", "METRICS_ALLOWED_IPS")
     @classmethod
     def _networks_parse(cls, value: str) -> str:
         for network in split_list(value):
@@ -278,6 +294,22 @@ class Settings(BaseSettings):
             ipaddress.ip_network(network, strict=False)
             for network in split_list(self.DOCS_ALLOWED_IPS)
         )
+
+    @field_validator("OTEL_EXPORTER_OTLP_ENDPOINT")
+    @classmethod
+    def _otlp_endpoint_parses(cls, value: str) -> str:
+        if value:
+            check_url(value, {"http", "https"})
+        return value
+
+    @model_validator(mode="after")
+    def _worker_metrics_need_multiprocess(self) -> Settings:
+        if self.WORKER_METRICS_PORT is not None and not self.PROMETHEUS_MULTIPROC_DIR:
+            raise ValueError(
+                "WORKER_METRICS_PORT: needs PROMETHEUS_MULTIPROC_DIR (a writable folder), so the "
+                "worker's processes report one sum"
+            )
+        return self
 
     @field_validator("PUBLIC_BASE_URL")
     @classmethod

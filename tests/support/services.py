@@ -230,3 +230,18 @@ def ensure_redis() -> str:
     server = start_redis()
     atexit.register(server.stop)
     return server.url
+
+
+def ensure_nginx() -> str:
+    """Path of an nginx binary: the installed one, else Debian's package when root with apt."""
+    binary = shutil.which("nginx") or next(
+        (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(path).exists()),
+        None,
+    )
+    if binary is None and _apt_install("nginx"):
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if binary is None or not Path(binary).exists():
+        raise ServiceUnavailableError(
+            "nginx is not installed: install it (e.g. `apt-get install nginx`) for the edge tests"
+        )
+    return binary
