@@ -287,7 +287,17 @@ def _trip_breaker(
     if delivery.state == DeliveryState.PENDING.value:
         _finish(delivery, DeliveryState.FAILED, now=now, error=delivery.last_error)
     stop_pending(session, webhook.id, now=now)
-    record(session, WEBHOOK_DISABLED, {"webhook_id": str(webhook.id), "owner_id": webhook.owner_id})
+    # The owner is emailed from this event (users.webhook_disabled_email).
+    record(
+        session,
+        WEBHOOK_DISABLED,
+        {
+            "webhook_id": str(webhook.id),
+            "owner_id": webhook.owner_id,
+            "url": webhook.url,
+            "reason": webhook.disabled_reason,
+        },
+    )
     logger.warning(
         "webhook disabled by the circuit breaker",
         extra={"webhook_id": str(webhook.id), "owner_id": webhook.owner_id},

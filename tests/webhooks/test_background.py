@@ -457,7 +457,12 @@ def test_the_breaker_disables_an_endpoint_failing_for_the_whole_window(
     notice = db_session.scalars(
         select(OutboxEvent).where(OutboxEvent.name == events.WEBHOOK_DISABLED)
     ).one()
-    assert notice.payload == {"webhook_id": str(webhook.id), "owner_id": user.id}
+    assert notice.payload == {
+        "webhook_id": str(webhook.id),
+        "owner_id": user.id,
+        "url": receiver.url,
+        "reason": webhook.disabled_reason,
+    }
     # New events no longer reach it, and a queued message for it does nothing.
     emit(db_session, user)
     assert len(db_session.scalars(select(WebhookDelivery)).all()) == 2
