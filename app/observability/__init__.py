@@ -11,7 +11,9 @@ from pathlib import Path
 from flask import Flask
 
 from app.config import ConfigError, Settings
+from app.core.limits import on_storage_error
 from app.observability.endpoint import init_metrics_endpoint, multiprocess_enabled
+from app.observability.metrics import RATE_LIMIT_STORAGE_ERRORS
 from app.observability.request_log import init_request_log
 from app.observability.tracing import init_sentry, init_tracing
 from app.observability.worker import init_worker_observability
@@ -38,6 +40,7 @@ def init_observability(app: Flask, settings: Settings) -> None:
     check_multiprocess(settings)
     init_request_log(app)
     init_metrics_endpoint(app, settings.METRICS_ALLOWED_IPS)
+    on_storage_error(app, RATE_LIMIT_STORAGE_ERRORS.inc)
     init_worker_observability()
     init_sentry(settings)
     init_tracing(app, settings)

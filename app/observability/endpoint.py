@@ -109,12 +109,11 @@ class DatabaseGauges(Collector):
                 OutboxEvent.published_at.is_(None)
             )
         ).one()
-        by_state: dict[str, int] = {
-            state: number
-            for state, number in session.execute(
+        by_state: dict[str, int] = dict(
+            session.execute(
                 select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)
-            )
-        }
+            ).all()
+        )
 
         unpublished = GaugeMetricFamily(
             "outbox_unpublished_events", "Outbox events not yet published to the broker."

@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request, request_finished, request_started
 
+from app.core.requests import current_request_id
 from app.observability.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
 
 logger = logging.getLogger("app.request")
@@ -78,6 +79,8 @@ def _on_request_finished(sender: Flask, response: Response, **_extra: Any) -> No
         status,
         elapsed * 1000,
         extra={
+            # Explicit, so that the line keeps it wherever and whenever it is formatted.
+            "request_id": g.get("request_id") or current_request_id(),
             "method": method,
             "route": route,
             "path": path,

@@ -48,18 +48,24 @@ def test_requests_are_counted_by_route_template_not_path(client: FlaskClient, us
     after = samples(client)
 
     labels = {"method": "GET", "route": TASK_ROUTE, "status": "404"}
-    assert value(after, "http_requests_total", **labels) - value(
-        before, "http_requests_total", **labels
-    ) == 3
+    assert (
+        value(after, "http_requests_total", **labels)
+        - value(before, "http_requests_total", **labels)
+        == 3
+    )
     unmatched = {"method": "GET", "route": "<unmatched>", "status": "404"}
-    assert value(after, "http_requests_total", **unmatched) - value(
-        before, "http_requests_total", **unmatched
-    ) == 2
+    assert (
+        value(after, "http_requests_total", **unmatched)
+        - value(before, "http_requests_total", **unmatched)
+        == 2
+    )
     assert not any("/no/such/path" in str(key) for key in after)
     duration = {"method": "GET", "route": TASK_ROUTE}
-    assert value(after, "http_request_duration_seconds_count", **duration) - value(
-        before, "http_request_duration_seconds_count", **duration
-    ) == 3
+    assert (
+        value(after, "http_request_duration_seconds_count", **duration)
+        - value(before, "http_request_duration_seconds_count", **duration)
+        == 3
+    )
 
 
 def test_invented_methods_share_one_label(client: FlaskClient) -> None:
