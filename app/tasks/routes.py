@@ -18,7 +18,9 @@ from app.core.etag import (
 )
 from app.core.schemas import page_meta
 from app.extensions import db
+from app.idempotency.decorator import idempotent
 from app.tasks import service
+from app.tasks.models import Task as TaskModel
 from app.tasks.schemas import Task, TaskCreate, TaskPage, TaskQueryArgs, TaskReplace, TaskUpdate
 
 blp = Blueprint(
@@ -43,6 +45,10 @@ _LIST_HEADERS = {
 
 def _etag_headers(task: Any) -> dict[str, str]:
     return {"ETag": version_etag(task.version)}
+
+
+def _created_headers(task: Any) -> dict[str, str]:
+    return {**_etag_headers(task), "Location": url_for(".TaskItem", task_id=task.id)}
 
 
 @blp.route("")
@@ -74,16 +80,15 @@ class Tasks(MethodView):
             "Location": {"description": "URL of the new task", "schema": {"type": "string"}},
         },
     )
-    @blp.errors(400, 415, 422)
+    @blp.errors(400, 409, 415, 422)
     @blp.doc(operationId="createTask")
+    @idempotent("createTask", TaskModel, headers=_created_headers)
     def post(self, values: dict[str, Any]) -> tuple[Any, dict[str, str]]:
-        """Create a task."""
+        """Create a task (send an Idempotency-Key to make retries safe)."""
         task = service.create_task(
             db.session(), owner_id=current_principal().user_id, values=values
         )
-        headers = _etag_headers(task)
-        headers["Location"] = url_for(".TaskItem", task_id=task.id)
-        return task, headers
+        return task, _created_headers(task)
 
 
 @blp.route(TASK_ID)

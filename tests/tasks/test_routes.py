@@ -804,3 +804,31 @@ def test_unknown_query_parameter_is_refused_not_ignored(client: FlaskClient, use
     response = client.get("/api/v1/tasks?stauts=done", headers=auth_headers(user))
     assert response.status_code == 422
     assert "stauts" in response.json["errors"]["query"]
+
+
+def test_idempotency_key_makes_a_retried_create_return_the_first_task(
+    client: FlaskClient, user: User, db_session: Session
+) -> None:
+    headers = {**auth_headers(user), "Idempotency-Key": "create-task-7f1c"}
+    body = {"title": "Pay the invoice", "priority": "high"}
+    first = client.post("/api/v1/tasks", json=body, headers=headers)
+    replay = client.post("/api/v1/tasks", json=body, headers=headers)
+    assert first.status_code == replay.status_code == 201
+    assert replay.json["id"] == first.json["id"]
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.headers["Location"] == first.headers["Location"]
+    count = db_session.scalar(
+        select(func.count()).select_from(Task).where(Task.owner_id == user.id)
+    )
+    assert count == 1
+
+    reused = client.post("/api/v1/tasks", json={**body, "title": "Other"}, headers=headers)
+    assert reused.status_code == 422
+    assert reused.json["code"] == "idempotency_key_reused"
+
+
+def test_without_idempotency_key_each_create_is_a_new_task(client: FlaskClient, user: User) -> None:
+    body = {"title": "Water the plants"}
+    first = client.post("/api/v1/tasks", json=body, headers=auth_headers(user))
+    second = client.post("/api/v1/tasks", json=body, headers=auth_headers(user))
+    assert first.json["id"] != second.json["id"]
