@@ -47,6 +47,7 @@ MESSAGES: dict[int, str] = {
     404: "The resource was not found.",
     405: "The method is not allowed for this resource.",
     409: "The request conflicts with the current state of the resource.",
+    410: "The resource is gone.",
     412: "The resource has changed since you read it.",
     413: "The request body is too large.",
     415: "The request body must be JSON (Content-Type: application/json).",
