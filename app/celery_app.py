@@ -89,6 +89,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         # Our JSON logging stays in charge of the root logger.
         "worker_hijack_root_logger": False,
+        # Remote control (celery inspect/control, Flower) listens on a Redis pub/sub channel;
+        # with it on, Celery 5.7 / kombu 5.7 crash the worker when Redis drops the connection
+        # while a message is unacknowledged (AttributeError in restore_unacked). Off by default:
+        # a worker must ride out a Redis restart.
+        "worker_enable_remote_control": settings.CELERY_REMOTE_CONTROL_ENABLED,
         "worker_redirect_stdouts": False,
         "beat_schedule": beat_schedule(settings),
     }

@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     CELERY_TASK_SOFT_TIME_LIMIT_SECONDS: int = Field(default=300, ge=1)
     CELERY_TASK_TIME_LIMIT_SECONDS: int = Field(default=330, ge=1)
     CELERY_MAX_COUNTDOWN_SECONDS: int = Field(default=300, ge=1)
+    # Remote control (celery inspect, Flower); off so a Redis restart cannot crash a worker.
+    CELERY_REMOTE_CONTROL_ENABLED: bool = False
     OUTBOX_KICK_ENABLED: bool = True
     OUTBOX_SWEEP_INTERVAL_SECONDS: float = Field(default=5.0, gt=0)
     OUTBOX_SWEEP_GRACE_SECONDS: float = Field(default=2.0, ge=0)
