@@ -155,6 +155,20 @@ def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) 
     assert "HEALTHCHECK" in (PROJECT_ROOT / "Dockerfile").read_text()
 
 
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_containers_are_hardened_like_the_kubernetes_pods(
+    compose: dict[str, Any], name: str
+) -> None:
+    service = services_of(compose)[name]
+    assert service["read_only"] is True
+    assert service["cap_drop"] == ["ALL"]
+    assert service["security_opt"] == ["no-new-privileges:true"]
+    writable = {entry.split(":")[0] for entry in service["tmpfs"]}
+    assert "/tmp" in writable  # the app user's $HOME, gunicorn's and beat's files
+    metrics_dir = service["environment"].get("PROMETHEUS_MULTIPROC_DIR")
+    assert metrics_dir is None or metrics_dir in writable
+
+
 def test_secrets_are_required_not_defaulted() -> None:
     raw = load(COMPOSE_FILE)
     for name in ("SECRET_KEY", "POSTGRES_PASSWORD", "PUBLIC_BASE_URL"):
