@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     OUTBOX_SWEEP_INTERVAL_SECONDS: float = Field(default=5.0, gt=0)
     OUTBOX_SWEEP_GRACE_SECONDS: float = Field(default=2.0, ge=0)
     OUTBOX_SWEEP_BATCH: int = Field(default=500, ge=1)
+    # A published event whose dispatch has not completed after this long is published again.
+    OUTBOX_REDISPATCH_AFTER_SECONDS: float = Field(default=120.0, gt=0)
     OUTBOX_RETENTION_DAYS: int = Field(default=7, ge=1)
     DELIVERY_SWEEP_INTERVAL_SECONDS: float = Field(default=10.0, gt=0)
     CLEANUP_INTERVAL_SECONDS: float = Field(default=3600.0, gt=0)

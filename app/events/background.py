@@ -7,10 +7,12 @@ import uuid
 from datetime import timedelta
 
 from celery import Task, shared_task
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import current_settings
+from app.core.database import utcnow
 from app.core.messaging import send_task
 from app.core.retry import backoff_delay
 from app.events.models import ConsumedEvent, OutboxEvent
@@ -85,23 +87,39 @@ def dispatch(self: Task, event_id: str) -> int:
             ) from exc
         send_follow_ups(follow_ups)
         handled += 1
+    session.execute(
+        update(OutboxEvent)
+        .where(OutboxEvent.id == event.id, OutboxEvent.dispatched_at.is_(None))
+        .values(dispatched_at=utcnow())
+    )
+    session.commit()
     return handled
 
 
 @shared_task(name="events.sweep_outbox")
 def sweep_outbox() -> int:
-    """Publish events the kick missed (broker down, process killed); run by beat."""
+    """Publish events the kick missed (broker down, process killed), and again those whose
+    dispatch never completed (message lost with a killed worker or a restarted Redis); run by
+    beat."""
     settings = current_settings()
+    batch = settings.OUTBOX_SWEEP_BATCH
     total = 0
     for _ in range(100):  # bounded: at most 100 batches per run
         published = publish_pending(
             db.session(),
-            batch=settings.OUTBOX_SWEEP_BATCH,
+            batch=batch,
             older_than=timedelta(seconds=settings.OUTBOX_SWEEP_GRACE_SECONDS),
         )
         total += published
-        if published < settings.OUTBOX_SWEEP_BATCH:
+        if published < batch:
             break
+    republished = publish_pending(
+        db.session(),
+        batch=batch,
+        undispatched_for=timedelta(seconds=settings.OUTBOX_REDISPATCH_AFTER_SECONDS),
+    )
+    if republished:
+        logger.warning("outbox sweep republished undispatched events", extra={"count": republished})
     if total:
         logger.info("outbox sweep published events", extra={"count": total})
-    return total
+    return total + republished

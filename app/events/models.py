@@ -23,6 +23,10 @@ class OutboxEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_at: Mapped[datetime | None]
+    # Set once every consumer has handled the event; until then the sweep republishes it, so
+    # a message lost with a killed worker or a restarted Redis is redone within minutes
+    # instead of waiting for the broker's visibility timeout (or forever, if Redis lost it).
+    dispatched_at: Mapped[datetime | None]
     publish_attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
 
@@ -34,12 +38,19 @@ class OutboxEvent(Base):
             postgresql_where=text("published_at IS NULL"),
             sqlite_where=text("published_at IS NULL"),
         ),
-        # Clean-up deletes published rows by age; this keeps it from scanning the table.
+        # Clean-up deletes dispatched rows by age; this keeps it from scanning the table.
         Index(
-            "ix_outbox_events_published",
+            "ix_outbox_events_dispatched",
+            "dispatched_at",
+            postgresql_where=text("dispatched_at IS NOT NULL"),
+            sqlite_where=text("dispatched_at IS NOT NULL"),
+        ),
+        # The sweep looks for published rows no consumer run has confirmed.
+        Index(
+            "ix_outbox_events_undispatched",
             "published_at",
-            postgresql_where=text("published_at IS NOT NULL"),
-            sqlite_where=text("published_at IS NOT NULL"),
+            postgresql_where=text("published_at IS NOT NULL AND dispatched_at IS NULL"),
+            sqlite_where=text("published_at IS NOT NULL AND dispatched_at IS NULL"),
         ),
     )
 

@@ -41,19 +41,32 @@ def publish_pending(
     event_ids: list[uuid.UUID] | None = None,
     batch: int = 500,
     older_than: timedelta | None = None,
+    undispatched_for: timedelta | None = None,
 ) -> int:
-    """Publish up to ``batch`` unpublished events and mark them; return how many went out.
+    """Publish up to ``batch`` events and mark them published; return how many went out.
 
+    By default the unpublished ones; with ``undispatched_for``, instead those published that
+    long ago whose dispatch never completed (the message was lost with a worker or a Redis).
     Rows are claimed with ``FOR UPDATE SKIP LOCKED`` so several relays never publish the same row
     at the same time (SQLite, single-process, ignores the clause).
     """
     global _broker_down_until
-    query = select(OutboxEvent).where(OutboxEvent.published_at.is_(None))
+    order: Any
+    if undispatched_for is None:
+        query = select(OutboxEvent).where(OutboxEvent.published_at.is_(None))
+        order = OutboxEvent.created_at
+    else:
+        query = select(OutboxEvent).where(
+            OutboxEvent.published_at.is_not(None),
+            OutboxEvent.dispatched_at.is_(None),
+            OutboxEvent.published_at <= utcnow() - undispatched_for,
+        )
+        order = OutboxEvent.published_at
     if event_ids is not None:
         query = query.where(OutboxEvent.id.in_(event_ids))
     if older_than is not None:
         query = query.where(OutboxEvent.created_at <= utcnow() - older_than)
-    query = query.order_by(OutboxEvent.created_at).limit(batch).with_for_update(skip_locked=True)
+    query = query.order_by(order).limit(batch).with_for_update(skip_locked=True)
     published = 0
     try:
         for outbox_event in session.scalars(query).all():

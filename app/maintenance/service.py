@@ -93,7 +93,7 @@ def cleanup(session: Session, *, settings: Settings, now: datetime) -> dict[str,
             session,
             OutboxEvent,
             (OutboxEvent.id,),
-            OutboxEvent.published_at.is_not(None) & (OutboxEvent.published_at < outbox_cutoff),
+            OutboxEvent.dispatched_at.is_not(None) & (OutboxEvent.dispatched_at < outbox_cutoff),
             batch=batch,
         ),
     }

@@ -59,12 +59,14 @@ def upgrade() -> None:
     sa.Column('request_id', sa.String(length=128), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('published_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('dispatched_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('publish_attempts', sa.Integer(), server_default=sa.text('0'), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox_events'))
     )
     with op.batch_alter_table('outbox_events', schema=None) as batch_op:
-        batch_op.create_index('ix_outbox_events_published', ['published_at'], unique=False, postgresql_where=sa.text('published_at IS NOT NULL'), sqlite_where=sa.text('published_at IS NOT NULL'))
+        batch_op.create_index('ix_outbox_events_dispatched', ['dispatched_at'], unique=False, postgresql_where=sa.text('dispatched_at IS NOT NULL'), sqlite_where=sa.text('dispatched_at IS NOT NULL'))
+        batch_op.create_index('ix_outbox_events_undispatched', ['published_at'], unique=False, postgresql_where=sa.text('published_at IS NOT NULL AND dispatched_at IS NULL'), sqlite_where=sa.text('published_at IS NOT NULL AND dispatched_at IS NULL'))
         batch_op.create_index('ix_outbox_events_unpublished', ['created_at'], unique=False, postgresql_where=sa.text('published_at IS NULL'), sqlite_where=sa.text('published_at IS NULL'))
 
     op.create_table('users',
@@ -309,7 +311,8 @@ def downgrade() -> None:
     op.drop_table('users')
     with op.batch_alter_table('outbox_events', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_events_unpublished', postgresql_where=sa.text('published_at IS NULL'), sqlite_where=sa.text('published_at IS NULL'))
-        batch_op.drop_index('ix_outbox_events_published', postgresql_where=sa.text('published_at IS NOT NULL'), sqlite_where=sa.text('published_at IS NOT NULL'))
+        batch_op.drop_index('ix_outbox_events_undispatched', postgresql_where=sa.text('published_at IS NOT NULL AND dispatched_at IS NULL'), sqlite_where=sa.text('published_at IS NOT NULL AND dispatched_at IS NULL'))
+        batch_op.drop_index('ix_outbox_events_dispatched', postgresql_where=sa.text('dispatched_at IS NOT NULL'), sqlite_where=sa.text('dispatched_at IS NOT NULL'))
 
     op.drop_table('outbox_events')
     with op.batch_alter_table('email_messages', schema=None) as batch_op:

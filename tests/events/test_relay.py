@@ -98,3 +98,34 @@ def test_embedded_sqlite_broker_accepts_published_events(tmp_path: Any) -> None:
             message = connection.SimpleQueue("events").get(timeout=5)
             assert message.headers["task"] == "events.dispatch"
             assert message.payload[0] == [str(stored.id)]
+
+
+def test_a_published_event_whose_message_was_lost_is_dispatched_after_all(
+    make_live_stack: Any,
+) -> None:
+    """Redis restarted without persistence (or a killed worker's message waits for the
+    visibility timeout): the sweep republishes what was never dispatched."""
+    from tests.support.live import wait_for
+
+    stack = make_live_stack(
+        OUTBOX_REDISPATCH_AFTER_SECONDS="0.5", OUTBOX_SWEEP_INTERVAL_SECONDS="0.5"
+    )
+    with stack.app.app_context():
+        session = db.session()
+        events.record(session, events.USER_DELETED, {"user_id": 1})
+        session.commit()
+        event_id = session.scalars(select(OutboxEvent.id)).one()
+        db.session.remove()
+    assert _queued_messages(stack) == 1
+    redis.Redis.from_url(stack.redis_url).delete(f"{stack.key_prefix}events")  # the loss
+
+    stack.start_worker(queues="events")
+    stack.start_beat()
+
+    def dispatched() -> bool:
+        with stack.app.app_context():
+            db.session.remove()
+            row = db.session().get(OutboxEvent, event_id)
+            return row is not None and row.dispatched_at is not None
+
+    wait_for(dispatched, 30, "the lost event to be dispatched")

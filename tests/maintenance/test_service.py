@@ -64,9 +64,16 @@ def test_cleanup_deletes_only_what_expired(db_session: Session, user: User) -> N
     ]
     for state in (EmailState.SUCCEEDED, EmailState.FAILED, EmailState.DEAD):
         email(db_session, state=state, age=90 * day)
-    fresh_event = OutboxEvent(name="user.registered", payload={}, published_at=now)
+    fresh_event = OutboxEvent(
+        name="user.registered", payload={}, published_at=now, dispatched_at=now
+    )
     unpublished = OutboxEvent(name="user.registered", payload={}, created_at=now - 30 * day)
-    old_event = OutboxEvent(name="user.registered", payload={}, published_at=now - 30 * day)
+    old_event = OutboxEvent(
+        name="user.registered",
+        payload={},
+        published_at=now - 30 * day,
+        dispatched_at=now - 30 * day,
+    )
     db_session.add_all([fresh_event, unpublished, old_event])
     db_session.flush()
     db_session.add_all(
