@@ -33,13 +33,13 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.config.update(openapi_config(settings))
     app.extensions["settings"] = settings
     configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
-
     if settings.APP_ENV == "production":
         app.debug = False  # whatever the environment says: the debugger runs callers' code
+
     register_extensions(app, settings)
     register_blueprints(app)
-    register_cli(app)
     init_rate_limits(app, settings)  # binds the limits the registered routes declare
+    register_cli(app)
     register_background(app, settings)
     return app
 
@@ -92,13 +92,13 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     require_json_body(app)
     # flask-smorest's Api keeps per-app state (the spec), so each app gets its own.
     app.extensions["api"] = Api(app)
-
-
     init_client_address(app, settings)
     init_security_headers(app, settings)
     # Before the rate limiter's hook (added later): preflights and hidden docs cost no budget.
     init_cors(app, settings)
     init_docs_access(app, settings)
+
+
 def register_blueprints(app: Flask) -> None:
     """Mount every feature's routes; the API under /api/v1, health probes at the root."""
     from app.health.routes import blp as health_blp
