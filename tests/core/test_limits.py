@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from prometheus_client import REGISTRY
 
 from app.core.limits import (
     STORAGE_WARNING_INTERVAL_SECONDS,
@@ -119,8 +120,10 @@ def test_an_invalid_token_is_counted_by_address(make_app: AppFactory) -> None:
 
 def test_health_docs_and_the_document_are_never_limited(make_app: AppFactory) -> None:
     with make_app(RATELIMIT_DEFAULT="1/minute") as app:
-        for path in ("/health/live", "/api/v1/openapi.json", "/docs", "/static/swagger-ui/init.js"):
-            responses = [get(app, path) for _ in range(3)]
+        paths = ("/health/live", "/api/v1/openapi.json", "/docs", "/static/swagger-ui/init.js")
+        for path in (*paths, "/metrics"):
+            # /metrics answers its allow-list only (loopback by default).
+            responses = [get(app, path, "127.0.0.1") for _ in range(3)]
             assert [response.status_code for response in responses] == [200] * 3, path
             assert all("X-RateLimit-Limit" not in response.headers for response in responses)
 
@@ -155,6 +158,8 @@ def test_redis_unreachable_serves_requests_logs_and_counts(
     make_app: AppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     failures: list[int] = []
+    metric = "rate_limit_storage_errors_total"
+    counted_before = REGISTRY.get_sample_value(metric) or 0.0
     caplog.set_level(logging.WARNING, logger="app.core.limits")
     with make_app(storage_url=closed_port_url(), RATELIMIT_DEFAULT="3/minute") as app:
         on_storage_error(app, lambda: failures.append(1))
@@ -165,6 +170,7 @@ def test_redis_unreachable_serves_requests_logs_and_counts(
     assert [answer.status_code for answer in answers] == [401, 401, 401, 429]
     assert answers[0].headers["X-RateLimit-Remaining"] == "2"
     assert failures == [1]
+    assert REGISTRY.get_sample_value(metric) == counted_before + 1  # the Prometheus counter
     warnings = [r for r in caplog.records if r.name == "app.core.limits"]
     assert len(warnings) == 1
     assert warnings[0].levelno == logging.WARNING
