@@ -61,7 +61,7 @@ def measure(preload: bool, workdir: Path) -> tuple[int, int, int]:
         "WEB_CONCURRENCY": str(WORKERS),
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(dir=workdir),
     }
-    master = subprocess.Popen(
+    master = subprocess.Popen(  # noqa: S603 (our own interpreter and config)
         [sys.executable, "-m", "gunicorn", "-c", str(conf)],
         cwd=ROOT,
         env=env,

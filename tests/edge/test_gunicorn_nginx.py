@@ -178,5 +178,11 @@ def test_sigterm_finishes_every_accepted_request(make_edge: Callable[..., Edge])
         else:
             # Never reached a worker (sent after the listener closed): nginx says retry later.
             assert isinstance(outcome, OSError) or outcome.status in {502, 503}, outcome
+    accepted = sum(rid in served for rid in ids)
+    print(  # the figures of the run (pytest -s)
+        f"\nSIGTERM: {total} logins sent, {accepted} accepted and answered 200 "
+        f"({finished_after_sigterm} of them finished after SIGTERM), "
+        f"{total - accepted} refused before reaching a worker"
+    )
     assert finished_after_sigterm >= 1, "no request was in flight at SIGTERM"
     assert "WORKER TIMEOUT" not in edge.gunicorn.process.log()
