@@ -152,6 +152,9 @@ def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) 
     """``docker compose up --wait`` needs one (the API's is the image's HEALTHCHECK)."""
     for name in ("worker", "beat"):
         assert services_of(compose)[name]["healthcheck"]["test"]
+    worker = services_of(compose)["worker"]
+    port = worker["environment"]["WORKER_METRICS_PORT"]
+    assert f"http://127.0.0.1:{port}/metrics" in " ".join(worker["healthcheck"]["test"])
     assert "HEALTHCHECK" in (PROJECT_ROOT / "Dockerfile").read_text()
 
 
