@@ -333,6 +333,12 @@ def exercise(base: str, stack: Stack) -> None:
         f"signature verified, type {delivery['payload']['type']}, "
         f"task_id {delivery['payload']['data']['task_id']}"
     )
+    request_id = headers.get("X-Request-ID", "")
+    worker_log = stack("logs", "--no-log-prefix", "--no-color", "worker", capture=True)
+    carried = [line for line in worker_log.splitlines() if request_id and request_id in line]
+    if not carried:
+        raise DockerTestError(f"no worker log line carries the request id {request_id!r}")
+    step(f"{len(carried)} worker log lines carry the request id {request_id}")
     for _ in range(6):  # a few more requests, so each replica has served some
         expect("GET /tasks", http("GET", f"{base}/api/v1/tasks", token=token), 200)
     used = stack.upstreams_used()
