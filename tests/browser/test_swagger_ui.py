@@ -94,6 +94,7 @@ def test_swagger_ui_registers_logs_in_authorizes_and_creates_a_task(
     )
     save_screenshot(page, SCREENSHOT)
 
+    watch.settle()
     api_calls = [urlsplit(url).path for url in watch.requests if "/api/v1/" in url]
     assert "/api/v1/tasks" in api_calls, watch.requests  # the page itself made the calls
     assert watch.remote_requests() == []

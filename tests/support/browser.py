@@ -57,13 +57,14 @@ def launch_args(executable_path: str) -> dict[str, Any]:
 
 
 # Reports CSP violations to the test: Playwright's init scripts are not subject to the page's
-# policy, and the binding delivers events even when the page navigates right after.
+# policy. Each report is a promise that settles once the test has recorded it (see settle()).
 _REPORT_CSP_VIOLATIONS = """
+window.__cspReports = [];
 document.addEventListener("securitypolicyviolation", (event) => {
-  window.reportCspViolation(
+  window.__cspReports.push(window.reportCspViolation(
     `${event.effectiveDirective} blocked ${event.blockedURI || "inline"} ` +
     `(${event.sourceFile}:${event.lineNumber})`
-  );
+  ));
 });
 """
 
@@ -72,6 +73,7 @@ document.addEventListener("securitypolicyviolation", (event) => {
 class PageWatch:
     """Everything a page did that a test may want to refuse: requests, errors, CSP violations."""
 
+    page: Page
     requests: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
@@ -80,13 +82,17 @@ class PageWatch:
     @classmethod
     def attach(cls, page: Page) -> PageWatch:
         """Start recording ``page`` (and every request of its browser context)."""
-        watch = cls()
+        watch = cls(page)
         page.context.on("request", watch._on_request)
         page.on("console", watch._on_console)
         page.on("pageerror", lambda error: watch.page_errors.append(str(error)))
         page.expose_function("reportCspViolation", watch._on_csp_violation)
         page.add_init_script(_REPORT_CSP_VIOLATIONS)
         return watch
+
+    def settle(self) -> None:
+        """Wait until every CSP violation the page has seen so far is recorded here."""
+        self.page.evaluate("() => Promise.all(window.__cspReports || [])")
 
     def _on_request(self, request: Request) -> None:
         self.requests.append(request.url)
