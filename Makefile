@@ -49,10 +49,14 @@ format: install-dev ## Apply ruff's fixes and formatting
 test: install-dev lint ## Lint, then the whole suite against real PostgreSQL and Redis
 	$(BIN)/pytest
 
+screenshot: install-dev ## Refresh docs/images/swagger-ui.png from the Swagger UI browser test
+	$(BIN)/pytest tests/browser/test_swagger_ui.py -q
+	mkdir -p docs/images && cp test-artifacts/swagger-ui.png docs/images/swagger-ui.png
+
 docker-test: install ## Build the image, bring up the compose stack, check a webhook end to end (needs Docker)
 	$(BIN)/python deploy/docker_test.py
 
 clean: ## Remove the virtualenv and caches (instance/ is kept)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install install-dev migrate run lint format test docker-test clean
+.PHONY: help install install-dev migrate run lint format test screenshot docker-test clean
