@@ -53,10 +53,16 @@ screenshot: install-dev ## Refresh docs/images/swagger-ui.png from the Swagger U
 	$(BIN)/pytest tests/browser/test_swagger_ui.py -q
 	mkdir -p docs/images && cp test-artifacts/swagger-ui.png docs/images/swagger-ui.png
 
+bench: install-dev ## Benchmark suite (wrk, ~25 min) -> bench/results/latest.md
+	$(BIN)/python -m bench.run
+
+bench-quick: install-dev ## The same, a few seconds per scenario -> bench/results/quick.md
+	BENCH_QUICK=1 $(BIN)/python -m bench.run
+
 docker-test: install ## Build the image, bring up the compose stack, check a webhook end to end (needs Docker)
 	$(BIN)/python deploy/docker_test.py
 
 clean: ## Remove the virtualenv and caches (instance/ is kept)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install install-dev migrate run lint format test screenshot docker-test clean
+.PHONY: help install install-dev migrate run lint format test screenshot bench bench-quick docker-test clean
