@@ -15,8 +15,9 @@ from app.config import Settings
 ALLOWED_HEADERS = (
     "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, X-Request-ID"
 )
+# Beyond the CORS-safelisted ones, what the API's clients read from responses.
 EXPOSED_HEADERS = (
-    "ETag, Location, Retry-After, X-Request-ID, "
+    "ETag, Location, Retry-After, X-Request-ID, Content-Disposition, Idempotent-Replayed, "
     "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
 )
 
