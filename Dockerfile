@@ -13,8 +13,11 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
-COPY requirements.txt /tmp/requirements.txt
+COPY requirements.txt requirements-observability.txt /tmp/
+# The optional Sentry/OpenTelemetry packages ship too (~20 MB), so setting SENTRY_DSN or
+# OTEL_EXPORTER_OTLP_ENDPOINT is enough to turn them on.
 RUN /opt/venv/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt \
+        --requirement /tmp/requirements-observability.txt \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 # ---- final: the interpreter, the virtualenv and the code; nothing to build with.
