@@ -37,10 +37,11 @@ run: install ## Migrate, create a demo admin, start API + worker + beat on 127.0
 	@echo "Swagger UI: http://127.0.0.1:$(PORT)/docs  (API, Celery worker and beat below; Ctrl-C stops all)"
 	$(BIN)/honcho start --procfile deploy/Procfile.dev --app-root . --port $(PORT)
 
-lint: install-dev ## ruff (lint + format check) and mypy
+lint: install-dev ## ruff (lint + format check), mypy and the layering contracts (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install-dev ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -62,7 +63,10 @@ bench-quick: install-dev ## The same, a few seconds per scenario -> bench/result
 docker-test: install ## Build the image, bring up the compose stack, check a webhook end to end (needs Docker)
 	$(BIN)/python deploy/docker_test.py
 
-clean: ## Remove the virtualenv and caches (instance/ is kept)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+rename: $(VENV)/.python-ok ## Rename the service everywhere: make rename NAME="Acme Orders" SLUG=acme-orders
+	@$(BIN)/python deploy/rename.py --name="$(NAME)" --slug="$(SLUG)"
 
-.PHONY: help install install-dev migrate run lint format test screenshot bench bench-quick docker-test clean
+clean: ## Remove the virtualenv and caches (instance/ is kept)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+
+.PHONY: help install install-dev migrate run lint format test screenshot bench bench-quick docker-test rename clean

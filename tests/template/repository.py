@@ -1,0 +1,94 @@
+"""Copies of this repository in a temporary folder, for tests that change the code itself.
+
+A copy holds the files git tracks or would track (as they are in the working tree, so a change
+is tested before it is committed), is a git repository of its
+own (the rename lists files with git) and borrows this checkout's virtualenv through a symlink,
+so its tools (``.venv/bin/flask``, ``make``) work without installing anything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from app.config import PROJECT_ROOT
+
+# The suite's fast part: no live stack, no browser; it still covers config, the OpenAPI document,
+# the README, a whole feature's routes and the deployment manifests.
+FAST_TESTS = (
+    "tests/test_config.py",
+    "tests/test_openapi.py",
+    "tests/test_readme.py",
+    "tests/tasks/test_routes.py",
+    "tests/notifications/test_service.py",
+    "tests/deploy/test_compose.py",
+)
+
+
+def git(*args: str, cwd: Path) -> str:
+    """Run git in ``cwd`` and return its output (fails the test on an error)."""
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode in (0, 1), f"git {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def copy_repository(destination: Path) -> Path:
+    """Copy the files git tracks or would track into ``destination``; make it a repository."""
+    listing = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    for relative in {item.decode() for item in listing.split(b"\0") if item}:
+        source = PROJECT_ROOT / relative
+        if not source.is_file():
+            continue  # deleted in the working tree and not committed yet
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    (destination / ".venv").symlink_to(PROJECT_ROOT / ".venv")
+    git("init", "-q", cwd=destination)
+    git("add", "-A", cwd=destination)
+    return destination
+
+
+def copy_environment(copy: Path, database_server_url: str, redis_url: str) -> dict[str, str]:
+    """The environment for commands run in ``copy``: its own code first, this run's servers."""
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(copy),
+        "TEST_DATABASE_URL": database_server_url,
+        "TEST_REDIS_URL": redis_url,
+        # The fast tests need no plugin; not loading them saves seconds on every run.
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
+    for name in ("APP_ENV", "DATABASE_URL", "REDIS_URL", "FLASK_APP"):
+        environment.pop(name, None)
+    return environment
+
+
+def run_tests(
+    copy: Path, paths: tuple[str, ...] | list[str], environment: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``python -m pytest -x -q paths`` in ``copy``, with the copy's own code."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *paths],
+        cwd=copy,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def tail(result: subprocess.CompletedProcess[str], lines: int = 40) -> str:
+    """The end of a command's output, for assertion messages."""
+    return "\n".join((result.stdout + result.stderr).splitlines()[-lines:])
