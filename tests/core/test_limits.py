@@ -276,3 +276,26 @@ def test_without_redis_the_counters_are_in_process_memory(
     assert app.extensions["settings"].ratelimit_storage_url == "memory://"
     client = app.test_client()
     assert [client.get(TASKS).status_code for _ in range(2)] == [401, 429]
+
+
+def test_one_redis_call_per_limited_request_headers_included(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with make_app(RATELIMIT_DEFAULT="50/minute") as app:
+        get(app, "/api/v1/tasks")  # loads the script into Redis
+        redis_client = rate_limiter(app).limiter.storage.get_connection()
+        commands: list[str] = []
+        execute = redis_client.execute_command
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            commands.append(str(args[0]))
+            return execute(*args, **kwargs)
+
+        monkeypatch.setattr(redis_client, "execute_command", counting)
+        responses = [get(app, "/api/v1/tasks") for _ in range(3)]
+
+    # The hit brings back the count and the TTL; the headers need no GET or TTL of their own.
+    assert commands.count("EVALSHA") == 3
+    assert not {"GET", "TTL"} & set(commands)
+    assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["48", "47", "46"]
+    assert all(int(r.headers["X-RateLimit-Reset"]) >= int(time.time()) for r in responses)
