@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import JSON, DateTime, Engine, MetaData, Uuid, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, Uuid, create_engine, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
@@ -96,6 +96,19 @@ def build_engine(settings: Settings) -> Engine:
             "application_name": settings.SERVICE_NAME[:63],
         },
     )
+
+
+def relax_commit_durability(session: Session) -> None:
+    """Let this transaction's COMMIT return before its WAL is flushed to disk (PostgreSQL's
+    ``synchronous_commit = off``, for this transaction only; nothing on SQLite).
+
+    Only for bookkeeping whose loss in a database crash is repaired by doing the work once more,
+    which at-least-once delivery already allows: a lease, a "published" or "dispatched" mark.
+    Never for data a client was told is stored. A crash loses at most the last few hundred
+    milliseconds of such commits; the database stays consistent.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import current_settings
-from app.core.database import utcnow
+from app.core.database import relax_commit_durability, utcnow
 from app.core.messaging import send_task
 from app.core.retry import backoff_delay
 from app.events.models import ConsumedEvent, OutboxEvent
@@ -87,6 +87,9 @@ def dispatch(self: Task, event_id: str) -> int:
             ) from exc
         send_follow_ups(follow_ups)
         handled += 1
+    # The consumers' effects are committed durably above; a lost "dispatched" mark only means
+    # the event is dispatched again, and the consumers skip what they already did.
+    relax_commit_durability(session)
     session.execute(
         update(OutboxEvent)
         .where(OutboxEvent.id == event.id, OutboxEvent.dispatched_at.is_(None))

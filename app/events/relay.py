@@ -18,7 +18,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from app.config import current_settings
-from app.core.database import utcnow
+from app.core.database import relax_commit_durability, utcnow
 from app.core.messaging import send_task
 from app.events.models import OutboxEvent
 from app.extensions import db
@@ -69,6 +69,8 @@ def publish_pending(
     query = query.order_by(order).limit(batch).with_for_update(skip_locked=True)
     published = 0
     try:
+        # A "published" mark lost in a database crash only means publishing once more.
+        relax_commit_durability(session)
         for outbox_event in session.scalars(query).all():
             try:
                 send_task(

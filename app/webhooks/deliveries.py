@@ -21,7 +21,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings, current_settings
-from app.core.database import utcnow
+from app.core.database import relax_commit_durability, utcnow
 from app.core.messaging import send_task
 from app.core.retry import backoff_delay
 from app.events.models import OutboxEvent
@@ -109,6 +109,9 @@ def claim_delivery(
     settings = current_settings()
     now = now or utcnow()
     token = uuid.uuid4()
+    # A lease lost in a database crash only allows one more attempt (deliveries are
+    # at-least-once and carry a stable webhook-id); it need not wait for a disk flush.
+    relax_commit_durability(session)
     claimed = session.execute(
         update(WebhookDelivery)
         .where(
