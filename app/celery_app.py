@@ -14,6 +14,7 @@ from flask import Flask
 from kombu import Queue  # type: ignore[attr-defined]
 
 from app.config import Settings
+from app.core.broker import repair_redis_acknowledgements
 from app.core.messaging import REQUEST_ID_HEADER
 from app.core.requests import current_request_id, set_request_id
 from app.extensions import db
@@ -144,6 +145,7 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
             finally:
                 set_request_id(previous)
 
+    repair_redis_acknowledgements()  # or a Redis restart can leave the worker idle for good
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object(celery_config(settings))
     celery.set_default()
