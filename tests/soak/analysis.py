@@ -51,7 +51,7 @@ class Outcomes:
 
 
 def outcomes(samples: Iterable[Sample], plan: Plan) -> Outcomes:
-    """Count samples by kind; a 503 outside the PostgreSQL windows is an error."""
+    """Count samples by kind; a 503 not in flight during a PostgreSQL window is an error."""
     windows = unavailable_windows(plan)
     total = ok = limited = expected_503 = 0
     errors: Counter[str] = Counter()
@@ -61,7 +61,11 @@ def outcomes(samples: Iterable[Sample], plan: Plan) -> Outcomes:
             ok += 1
         elif sample.kind == "rate_limited":
             limited += 1
-        elif sample.kind == "unavailable" and any(a <= sample.at <= b for a, b in windows):
+        elif sample.kind == "unavailable" and any(
+            # In flight at some point of the window (sent just before the stop counts).
+            sample.at <= end and sample.at + sample.seconds >= start
+            for start, end in windows
+        ):
             expected_503 += 1
         elif sample.kind == "unavailable":
             errors["503 outside a PostgreSQL outage"] += 1
@@ -167,7 +171,8 @@ def memory_growth(memory: Iterable[MemorySample], plan: Plan) -> list[Growth]:
     """
     by_pid: dict[int, list[MemorySample]] = defaultdict(list)
     for sample in memory:
-        by_pid[sample.pid].append(sample)
+        if sample.at <= plan.seconds:  # the load's time, not the drain's after it
+            by_pid[sample.pid].append(sample)
     rows = []
     for pid, samples in by_pid.items():
         samples.sort(key=lambda s: s.at)

@@ -74,6 +74,7 @@ class TestOutcomes:
         plan = plan_with_postgres_outage()
         samples = [
             sample(50, "unavailable", 503),  # before the outage
+            sample(99.9, "unavailable", 503, seconds=0.2),  # in flight when it stopped
             sample(100, "unavailable", 503),
             sample(114, "unavailable", 503),
             sample(115 + plan.recovery_grace, "unavailable", 503),  # last instant of grace
@@ -83,10 +84,10 @@ class TestOutcomes:
             Sample(140, "list_tasks", 0, 1.0, "error", "connection error: reset"),
         ]
         outcomes = analysis.outcomes(samples, plan)
-        assert outcomes.total == 8
+        assert outcomes.total == 9
         assert outcomes.ok == 1
         assert outcomes.rate_limited == 1
-        assert outcomes.unavailable_during_faults == 3
+        assert outcomes.unavailable_during_faults == 4
         assert outcomes.errors == Counter(
             {"503 outside a PostgreSQL outage": 2, "connection error: reset": 1}
         )
@@ -160,6 +161,12 @@ class TestMemoryGrowth:
         assert row.early is not None
         assert row.early.median == 104_000
         assert row.growth == 0.0
+
+    def test_only_the_load_is_judged_not_the_drain_after_it(self) -> None:
+        values = [100_000] * 120 + [200_000] * 20  # 100 s of drain after the 600 s
+        [row] = analysis.memory_growth(memory(1, values), Plan(600))
+        assert row.growth == 0.0
+        assert row.last_seen == 595
 
     def test_a_process_that_lived_too_briefly_is_not_judged(self) -> None:
         [row] = analysis.memory_growth(memory(3, [100_000] * 30), Plan(600))  # 150 s
