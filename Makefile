@@ -66,7 +66,10 @@ docker-test: install ## Build the image, bring up the compose stack, check a web
 rename: $(VENV)/.python-ok ## Rename the service everywhere: make rename NAME="Acme Orders" SLUG=acme-orders
 	@$(BIN)/python deploy/rename.py --name="$(NAME)" --slug="$(SLUG)"
 
+resource: install ## Add a resource shaped like app/tasks: make resource NAME=notes (docs/adding-a-resource.md)
+	$(BIN)/python deploy/scaffold_resource.py "$(NAME)" $(if $(SINGULAR),--singular="$(SINGULAR)") $(if $(MIGRATION_DATABASE_URL),--database-url="$(MIGRATION_DATABASE_URL)")
+
 clean: ## Remove the virtualenv and caches (instance/ is kept)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
-.PHONY: help install install-dev migrate run lint format test screenshot bench bench-quick docker-test rename clean
+.PHONY: help install install-dev migrate run lint format test screenshot bench bench-quick docker-test rename resource clean

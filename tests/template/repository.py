@@ -1,9 +1,10 @@
 """Copies of this repository in a temporary folder, for tests that change the code itself.
 
-A copy holds the files git tracks or would track (as they are in the working tree, so a change
-is tested before it is committed), is a git repository of its
-own (the rename lists files with git) and borrows this checkout's virtualenv through a symlink,
-so its tools (``.venv/bin/flask``, ``make``) work without installing anything.
+A copy holds the files git tracks or would track, as they are in the working tree (so a change
+is tested before it is committed), committed in a git repository of its own: the rename lists
+files with git, and the tests read what changed with git status. It borrows this checkout's
+virtualenv through a symlink, so its tools (``.venv/bin/flask``, ``make``) work without
+installing anything.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def copy_repository(destination: Path) -> Path:
     (destination / ".venv").symlink_to(PROJECT_ROOT / ".venv")
     git("init", "-q", cwd=destination)
     git("add", "-A", cwd=destination)
+    identity = ("-c", "user.name=template test", "-c", "user.email=template-test@example.com")
+    git(*identity, "commit", "-q", "--no-verify", "-m", "copy", cwd=destination)
     return destination
 
 
