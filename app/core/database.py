@@ -164,5 +164,23 @@ class Database:
         finally:
             self.session.remove()
 
+    @contextmanager
+    def one_connection(self) -> Iterator[Session]:
+        """A session keeping one pooled connection across its transactions, so work of several
+        short transactions (a claim, then an outcome) checks out and pings the connection once.
+
+        Between transactions the connection is idle, not in a transaction. Tests that bind the
+        app to their own connection get the usual session.
+        """
+        if current_app.extensions.get(self.BIND_KEY) is not None:
+            yield self.session()
+            return
+        with self.engine.connect() as connection:
+            session = Session(bind=connection, expire_on_commit=False)
+            try:
+                yield session
+            finally:
+                session.close()
+
     def _remove_session(self, _exc: BaseException | None) -> None:
         self.session.remove()

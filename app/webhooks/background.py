@@ -71,12 +71,13 @@ def attempt_delivery(delivery_id: uuid.UUID) -> str:
     countdown, a later one (or a lost message) is found by ``sweep_due_deliveries``.
     """
     settings = current_settings()
-    session = db.session()
-    attempt = deliveries.claim_delivery(session, delivery_id=delivery_id)
-    if attempt is None:
-        return "not due or claimed elsewhere"
-    outcome = send_attempt(attempt, settings)
-    countdown = deliveries.record_outcome(session, attempt=attempt, outcome=outcome)
+    # The claim and the outcome share one connection: one pool checkout (and ping) per attempt.
+    with db.one_connection() as session:
+        attempt = deliveries.claim_delivery(session, delivery_id=delivery_id)
+        if attempt is None:
+            return "not due or claimed elsewhere"
+        outcome = send_attempt(attempt, settings)
+        countdown = deliveries.record_outcome(session, attempt=attempt, outcome=outcome)
     if countdown is not None:
         try:
             send_task(DELIVER_TASK, (str(delivery_id),), countdown=countdown)

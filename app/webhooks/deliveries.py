@@ -112,6 +112,8 @@ def claim_delivery(
     # A lease lost in a database crash only allows one more attempt (deliveries are
     # at-least-once and carry a stable webhook-id); it need not wait for a disk flush.
     relax_commit_durability(session)
+    # One UPDATE ... RETURNING takes the lease and reads what the attempt needs, a second
+    # statement reads the endpoint (the claim used to be three statements).
     claimed = session.execute(
         update(WebhookDelivery)
         .where(
@@ -121,19 +123,29 @@ def claim_delivery(
             or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
         )
         .values(lease_until=now + timedelta(seconds=lease_seconds(settings)), lease_token=token)
-        .returning(WebhookDelivery.id),
-        execution_options={"synchronize_session": False},
-    ).scalar_one_or_none()
+        .returning(
+            WebhookDelivery.webhook_id,
+            WebhookDelivery.attempts,
+            WebhookDelivery.event_name,
+            WebhookDelivery.event_created_at,
+            WebhookDelivery.payload,
+        ),
+    ).one_or_none()
     if claimed is None:
         session.rollback()
         return None
-    delivery = session.get(WebhookDelivery, delivery_id, populate_existing=True)
-    webhook = session.get(Webhook, delivery.webhook_id) if delivery else None
-    if delivery is None or webhook is None:  # deleted meanwhile
+    webhook = session.execute(
+        select(Webhook.url, Webhook.secret_ciphertext, Webhook.is_active).where(
+            Webhook.id == claimed.webhook_id
+        )
+    ).one_or_none()
+    if webhook is None:  # deleted meanwhile
         session.rollback()
         return None
     if not webhook.is_active:
-        _finish(delivery, DeliveryState.FAILED, now=now, error=ENDPOINT_DISABLED)
+        delivery = session.get(WebhookDelivery, delivery_id, populate_existing=True)
+        if delivery is not None:
+            _finish(delivery, DeliveryState.FAILED, now=now, error=ENDPOINT_DISABLED)
         session.commit()
         return None
     try:
@@ -141,16 +153,16 @@ def claim_delivery(
     except SecretUnreadable:
         secret = None
     attempt = Attempt(
-        delivery_id=delivery.id,
-        webhook_id=webhook.id,
+        delivery_id=delivery_id,
+        webhook_id=claimed.webhook_id,
         lease_token=token,
-        number=delivery.attempts + 1,
+        number=claimed.attempts + 1,
         url=webhook.url,
         secret=secret,
         body=message_body(
-            event_name=delivery.event_name,
-            occurred_at=delivery.event_created_at,
-            payload=delivery.payload,
+            event_name=claimed.event_name,
+            occurred_at=claimed.event_created_at,
+            payload=claimed.payload,
         ),
     )
     session.commit()
@@ -171,8 +183,11 @@ def record_outcome(
     whose message is lost. A stale attempt (its lease was taken over, or the delivery replayed)
     changes nothing.
     """
-    settings = current_settings()
     now = now or utcnow()
+    if outcome.kind is OutcomeKind.SUCCESS:
+        _record_success(session, attempt=attempt, outcome=outcome, now=now)
+        return None
+    settings = current_settings()
     webhook_id = session.scalar(
         select(WebhookDelivery.webhook_id).where(WebhookDelivery.id == attempt.delivery_id)
     )
@@ -200,34 +215,69 @@ def record_outcome(
     delivery.lease_until = None
     delivery.lease_token = None
     countdown: float | None = None
-    if outcome.kind is OutcomeKind.SUCCESS:
-        _finish(delivery, DeliveryState.SUCCEEDED, now=now, error=None)
-        delivery.delivered_at = now
-        webhook.failing_since = None
+    if outcome.kind is OutcomeKind.TRANSIENT and delivery.attempts < settings.WEBHOOK_MAX_ATTEMPTS:
+        countdown = _schedule_retry(delivery, outcome, settings, now=now, rng=rng)
+    elif outcome.kind is OutcomeKind.TRANSIENT:
+        _finish(delivery, DeliveryState.DEAD, now=now, error=outcome.error)
+        logger.error(
+            "webhook delivery dead: attempts exhausted",
+            extra={
+                "delivery_id": str(delivery.id),
+                "webhook_id": str(webhook.id),
+                "event_id": str(delivery.event_id),
+                "attempts": delivery.attempts,
+                "error": outcome.error,
+            },
+        )
     else:
-        if (
-            outcome.kind is OutcomeKind.TRANSIENT
-            and delivery.attempts < settings.WEBHOOK_MAX_ATTEMPTS
-        ):
-            countdown = _schedule_retry(delivery, outcome, settings, now=now, rng=rng)
-        elif outcome.kind is OutcomeKind.TRANSIENT:
-            _finish(delivery, DeliveryState.DEAD, now=now, error=outcome.error)
-            logger.error(
-                "webhook delivery dead: attempts exhausted",
-                extra={
-                    "delivery_id": str(delivery.id),
-                    "webhook_id": str(webhook.id),
-                    "event_id": str(delivery.event_id),
-                    "attempts": delivery.attempts,
-                    "error": outcome.error,
-                },
-            )
-        else:
-            _finish(delivery, DeliveryState.FAILED, now=now, error=outcome.error)
-        if _trip_breaker(session, webhook, delivery, now=now, settings=settings):
-            countdown = None
+        _finish(delivery, DeliveryState.FAILED, now=now, error=outcome.error)
+    if _trip_breaker(session, webhook, delivery, now=now, settings=settings):
+        countdown = None
     session.commit()
     return countdown
+
+
+def _record_success(session: Session, *, attempt: Attempt, outcome: Outcome, now: datetime) -> None:
+    """Mark the attempt's delivery succeeded and end its endpoint's failure streak.
+
+    Two statements and no lock on a healthy endpoint: its row is written (and locked) only when
+    a failure streak must end, so concurrent successes to one endpoint do not queue behind each
+    other's commit. Endpoint first, then delivery, as every writer does.
+    """
+    session.execute(
+        update(Webhook)
+        .where(Webhook.id == attempt.webhook_id, Webhook.failing_since.is_not(None))
+        .values(failing_since=None),
+    )
+    recorded = session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == attempt.delivery_id,
+            WebhookDelivery.lease_token == attempt.lease_token,
+            WebhookDelivery.state == DeliveryState.PENDING.value,
+        )
+        .values(
+            attempts=WebhookDelivery.attempts + 1,
+            last_attempt_at=now,
+            last_status_code=outcome.status_code,
+            last_error=None,
+            state=DeliveryState.SUCCEEDED.value,
+            delivered_at=now,
+            next_attempt_at=None,
+            lease_until=None,
+            lease_token=None,
+            queued_until=None,
+            updated_at=now,
+        )
+        .returning(WebhookDelivery.id),
+    ).one_or_none()
+    if recorded is None:  # a stale attempt: its lease was taken over, or it was replayed
+        session.rollback()
+        logger.info(
+            "stale webhook attempt ignored", extra={"delivery_id": str(attempt.delivery_id)}
+        )
+        return
+    session.commit()
 
 
 def _schedule_retry(
