@@ -67,7 +67,7 @@ def test_swagger_ui_registers_logs_in_authorizes_and_creates_a_task(
         {"email": email, "password": password, "full_name": "Grace Hopper"}
     ).response_json(201)
     assert registered["email"] == email
-    register.collapse()  # Swagger UI re-renders every open block on each keystroke
+    register.collapse()
 
     login = Operation(page, "auth", "login").try_it_out()
     tokens = login.type_body({"email": email, "password": password}).response_json(200)
