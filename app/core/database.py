@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,11 +14,14 @@ from flask import Flask, current_app
 from sqlalchemy import JSON, DateTime, Engine, MetaData, Uuid, create_engine, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from app.config import Settings
+
+logger = logging.getLogger(__name__)
 
 # Stable constraint names, so Alembic can drop and alter them on every backend.
 NAMING_CONVENTION = {
@@ -162,7 +166,7 @@ class Database:
         try:
             yield self.session()
         finally:
-            self.session.remove()
+            self._remove_session(None)
 
     @contextmanager
     def one_connection(self) -> Iterator[Session]:
@@ -183,4 +187,15 @@ class Database:
                 session.close()
 
     def _remove_session(self, _exc: BaseException | None) -> None:
-        self.session.remove()
+        try:
+            self.session.remove()
+        except DBAPIError:
+            # PostgreSQL went away after the last query (a restart, a failover): the closing
+            # ROLLBACK cannot reach it. Whatever the request did is committed or lost already,
+            # and its answer is made; an error here would only turn that answer into the
+            # server's own HTML 500. Drop the connection and the session so the thread starts
+            # clean (the next checkout is pinged).
+            logger.warning("database connection lost while closing the session")
+            if self.session.registry.has():
+                self.session.registry().invalidate()
+            self.session.registry.clear()
