@@ -41,7 +41,7 @@ lint: install-dev ## ruff (lint + format check), mypy and the layering contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-logo
 
 format: install-dev ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

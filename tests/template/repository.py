@@ -2,9 +2,8 @@
 
 A copy holds the files git tracks or would track, as they are in the working tree (so a change
 is tested before it is committed), committed in a git repository of its own: the rename lists
-files with git, and the tests read what changed with git status. It borrows this checkout's
-virtualenv through a symlink, so its tools (``.venv/bin/flask``, ``make``) work without
-installing anything.
+files with git, and the tests read what changed with git status. Commands run in it borrow the
+environment running the tests (``make VENV=...``, this interpreter), so nothing is installed.
 """
 
 from __future__ import annotations
@@ -27,6 +26,9 @@ FAST_TESTS = (
     "tests/notifications/test_service.py",
     "tests/deploy/test_compose.py",
 )
+
+# The Makefile's install steps, by the files that record them.
+MAKE_MARKERS = (".python-ok", ".installed-runtime", ".installed-dev")
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -54,12 +56,32 @@ def copy_repository(destination: Path) -> Path:
         target = destination / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
-    (destination / ".venv").symlink_to(PROJECT_ROOT / ".venv")
     git("init", "-q", cwd=destination)
     git("add", "-A", cwd=destination)
     identity = ("-c", "user.name=template test", "-c", "user.email=template-test@example.com")
     git(*identity, "commit", "-q", "--no-verify", "-m", "copy", cwd=destination)
     return destination
+
+
+def make(copy: Path, environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``make args`` in ``copy`` with this interpreter's environment as its virtualenv (never
+    created nor installed into: its marker files count as up to date)."""
+    venv = Path(sys.prefix)
+    return subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            f"VENV={venv}",
+            *(f"--old-file={venv / marker}" for marker in MAKE_MARKERS),
+            *args,
+        ],
+        cwd=copy,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def copy_environment(copy: Path, database_server_url: str, redis_url: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from tests.template.repository import (
     copy_environment,
     copy_repository,
     git,
+    make,
     run_tests,
     tail,
 )
@@ -34,19 +35,6 @@ class Scaffolded:
     environment: dict[str, str]
     output: str
     written: list[str]
-
-
-def make(copy: Path, environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """``make`` in ``copy``, never reinstalling the borrowed virtualenv."""
-    return subprocess.run(
-        ["make", "--no-print-directory", "-o", ".venv/.installed-runtime", *args],
-        cwd=copy,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -81,10 +81,16 @@ def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
     assert "[job-needs]" in result.stdout
 
 
-def test_the_lint_job_runs_what_make_lint_runs() -> None:
-    steps = run_steps(workflow()["jobs"]["lint"])
-    assert lint_commands() == [step for step in steps if not step.startswith("pip ")]
-    assert "lint-imports" in lint_commands()
+def test_the_lint_job_runs_make_lint_and_the_test_job_the_suite() -> None:
+    jobs = workflow()["jobs"]
+    assert run_steps(jobs["lint"]) == ["make lint"]
+    assert lint_commands() == [
+        "ruff check .",
+        "ruff format --check .",
+        "mypy",
+        "lint-imports --no-logo",
+    ]
+    assert run_steps(jobs["test"])[-2:] == ["make install-dev", ".venv/bin/pytest -q"]
 
 
 def test_the_test_job_uses_postgresql_16_and_redis_7_service_containers() -> None:
@@ -94,7 +100,6 @@ def test_the_test_job_uses_postgresql_16_and_redis_7_service_containers() -> Non
     assert job["env"]["TEST_DATABASE_URL"].startswith("postgresql://")
     assert "@postgres:5432/" in job["env"]["TEST_DATABASE_URL"]
     assert job["env"]["TEST_REDIS_URL"].startswith("redis://redis:6379/")
-    assert "python -m pytest -q" in run_steps(job)
 
 
 def test_the_image_job_builds_the_dockerfile_without_pushing() -> None:

@@ -19,6 +19,7 @@ from tests.template.repository import (
     copy_environment,
     copy_repository,
     git,
+    make,
     run_tests,
     tail,
 )
@@ -214,15 +215,7 @@ def test_the_renamed_copy_has_no_old_name_and_passes_the_fast_suite(
     old_name, old_slug = recorded_name(copy)
     environment = copy_environment(copy, postgres_server_url, redis_url)
 
-    renamed = subprocess.run(
-        ["make", "rename", f"NAME={NEW_NAME}", f"SLUG={NEW_SLUG}"],
-        cwd=copy,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    renamed = make(copy, environment, "rename", f"NAME={NEW_NAME}", f"SLUG={NEW_SLUG}")
 
     assert renamed.returncode == 0, tail(renamed)
     assert old_name_left(copy, old_name, old_slug) == ""
@@ -253,15 +246,7 @@ def test_the_renamed_copy_has_no_old_name_and_passes_the_fast_suite(
     assert title.stdout.strip() == NEW_SLUG, tail(title)
 
     changed = git("diff", "--stat", cwd=copy)
-    again = subprocess.run(
-        ["make", "rename", f"NAME={NEW_NAME}", f"SLUG={NEW_SLUG}"],
-        cwd=copy,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    again = make(copy, environment, "rename", f"NAME={NEW_NAME}", f"SLUG={NEW_SLUG}")
     assert again.returncode == 0, tail(again)
     assert "nothing to do" in again.stdout
     assert git("diff", "--stat", cwd=copy) == changed
