@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.seconds >= 300
         else f"quick run ({args.seconds:.0f} s)"
     )
-    memory_interval = 5.0 if args.seconds >= 300 else 2.0
+    memory_interval = plan.window / 12  # a dozen samples in each window compared
     print(f"soak: starting the stack ({label})", flush=True)
     try:
         stack = start_stack()
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 "users": f"{args.clients} at {args.rate:g} requests/s each (paced, jittered), "
                 f"1 greedy at {args.greedy_rate:g}/s; logins every 30 s, an export job every "
                 f"{job_every:.0f} s per user",
-                "memory interval": f"{memory_interval:.0f} s",
+                "memory interval": f"{memory_interval:g} s",
                 "settings (every process)": ", ".join(
                     f"{key}={value}" for key, value in soak_settings().items()
                 )

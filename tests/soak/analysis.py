@@ -115,15 +115,19 @@ def buckets(samples: Iterable[Sample], size: float, seconds: float) -> list[Buck
 
 @dataclass(frozen=True)
 class Window:
-    """RSS over one window: its median (judged) and mean, in KiB."""
+    """RSS over one window, in KiB: its floor (lower quartile, judged), median and mean."""
 
+    floor: float
     median: float
     mean: float
 
     @classmethod
     def of(cls, values: Sequence[int]) -> Window | None:
         """The window's figures; None for no samples."""
-        return cls(statistics.median(values), statistics.fmean(values)) if values else None
+        if not values:
+            return None
+        floats = [float(value) for value in values]
+        return cls(percentile(floats, 0.25), statistics.median(floats), statistics.fmean(floats))
 
 
 @dataclass(frozen=True)
@@ -140,15 +144,16 @@ class Growth:
 
     @property
     def growth(self) -> float | None:
-        """Relative growth of the median, None when the process lived too briefly to judge.
+        """Relative growth of the floor, None when the process lived too briefly to judge.
 
-        The median, not the mean: a login holds argon2's 64 MiB for a fraction of a second, and
-        a window's mean moves by 10% with whether a sample happened to catch one. A leak moves
-        the median as surely as the mean (both figures are in the report).
+        The floor (lower quartile), not the mean: a login holds argon2's 64 MiB for one to three
+        seconds on a busy machine, so a window's mean, even its median in a short window, moves
+        by 10% or more with how many samples caught one. Memory a process keeps, a leak, raises
+        the floor as surely as the mean (both are in the report).
         """
-        if self.early is None or self.late is None or self.early.median == 0:
+        if self.early is None or self.late is None or self.early.floor == 0:
             return None
-        return (self.late.median - self.early.median) / self.early.median
+        return (self.late.floor - self.early.floor) / self.early.floor
 
     @property
     def mean_growth(self) -> float | None:
@@ -171,7 +176,7 @@ def memory_growth(memory: Iterable[MemorySample], plan: Plan) -> list[Growth]:
     """
     by_pid: dict[int, list[MemorySample]] = defaultdict(list)
     for sample in memory:
-        if sample.at <= plan.seconds:  # the load's time, not the drain's after it
+        if sample.at < plan.seconds:  # the load's time, not the drain's after it
             by_pid[sample.pid].append(sample)
     rows = []
     for pid, samples in by_pid.items():

@@ -76,7 +76,8 @@ class Monitor:
             self.thread.join(timeout=30)
 
     def run(self) -> None:
-        """Webhook arrivals and supervision every second, memory every ``interval``."""
+        """Webhook arrivals and supervision every second (or ``interval``), memory every
+        ``interval``."""
         next_memory = 0.0
         while not self.stop.is_set():
             now = self.recorder.now()
@@ -85,7 +86,7 @@ class Monitor:
             if now >= next_memory:
                 next_memory = now + self.interval
                 self.sample_memory(now)
-            self.stop.wait(1.0)
+            self.stop.wait(min(1.0, self.interval))
         self.note_arrivals(self.recorder.now())
 
     def note_arrivals(self, now: float) -> None:

@@ -268,11 +268,11 @@ def memory_section(result: SoakResult) -> list[str]:
         f"Sampled every {result.setup.get('memory interval', '?')}. Early: the {plan.window:.0f} s "
         f"after warm-up ({plan.warmup:.0f} s into the run, or into the process's life for one "
         f"started during it); late: the process's last {plan.window:.0f} s. Growth is judged on "
-        "the median: a login holds argon2's 64 MiB for a fraction of a second, so a window's "
-        "mean depends on whether a sample caught one (the means are shown too).",
+        "each window's floor (lower quartile): a login holds argon2's 64 MiB for one to three "
+        "seconds, so a window's mean depends on how many samples caught one; memory a process "
+        "keeps raises the floor as surely (the means are shown too).",
         "",
-        "| process | pid | lived | early median | late median | growth | mean early -> late "
-        "| peak |",
+        "| process | pid | lived | early floor | late floor | growth | mean early -> late | peak |",
         "|---|---:|---|---:|---:|---:|---|---:|",
     ]
     for row in result.growth:
@@ -280,7 +280,7 @@ def memory_section(result: SoakResult) -> list[str]:
             figures = "- | - | too short to judge | -"
         else:
             figures = (
-                f"{mib(row.early.median)} | {mib(row.late.median)} | {row.growth:+.1%} "
+                f"{mib(row.early.floor)} | {mib(row.late.floor)} | {row.growth:+.1%} "
                 f"| {mib(row.early.mean)} -> {mib(row.late.mean)} ({row.mean_growth or 0:+.1%})"
             )
         lines.append(

@@ -138,7 +138,7 @@ class TestMemoryGrowth:
     def test_transient_login_spikes_do_not_count_as_growth(self) -> None:
         # 120 samples over 600 s at 100 MiB, with argon2's +64 MiB caught now and then.
         values = [100_000] * 120
-        for index in (113, 116, 119):  # none caught early, three late
+        for index in (110, 111, 112, 116, 117, 119):  # none caught early, six of the last 12
             values[index] = 165_000
         [row] = analysis.memory_growth(memory(1, values), Plan(600))
         assert row.growth == 0.0
@@ -159,7 +159,7 @@ class TestMemoryGrowth:
         values = [80_000 + 2_000 * min(index, 12) for index in range(90)]
         [row] = analysis.memory_growth(memory(2, values, start=150), Plan(600))
         assert row.early is not None
-        assert row.early.median == 104_000
+        assert row.early.floor == 104_000
         assert row.growth == 0.0
 
     def test_only_the_load_is_judged_not_the_drain_after_it(self) -> None:
