@@ -6,14 +6,17 @@ process dies in between, the sweep publishes it again and the idempotent consume
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import queue
 import threading
 import time
 import uuid
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app, g, has_app_context, has_request_context
+from flask import Flask, current_app, has_app_context, has_request_context
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
@@ -27,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 DISPATCH_TASK = "events.dispatch"
 _NEW_EVENTS_KEY = "outbox_new_event_ids"
+PUBLISH_BATCH = 500  # events published per query by the publisher thread
 # After a failed publish, kicks are skipped for a while: a dead broker must not cost every
 # request a connection attempt. The sweep keeps trying on its own schedule.
 BROKER_BACKOFF_SECONDS = 5.0
@@ -129,6 +133,73 @@ def _forget_events(session: Session, *_args: Any) -> None:
     session.info.pop(_NEW_EVENTS_KEY, None)
 
 
+class Publisher:
+    """One thread per process that publishes the events of committed requests.
+
+    A request thread only hands over the ids of the events it committed; the thread publishes
+    whatever has piled up in one go (one query, one commit for the batch). Before, the publish
+    ran in the request's own thread after the response and held the connection's next request
+    for about as long as the request itself (profile: 40% of a gunicorn worker's time under
+    POST /api/v1/tasks). Ids still queued when a process dies are the sweep's, as are those of a
+    failed publish.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Flask, list[uuid.UUID]] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._thread: threading.Thread | None = None
+
+    def submit(self, app: Flask, event_ids: list[uuid.UUID]) -> None:
+        """Queue ``event_ids`` of ``app`` for publishing; returns at once."""
+        self._ensure_running()
+        self._queue.put((app, list(event_ids)))
+
+    def _ensure_running(self) -> None:
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        with self._lock:
+            if self._pid != pid:  # first use in this process (threads do not survive a fork)
+                self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._run, name="outbox-publisher", daemon=True
+                )
+                self._thread.start()
+                self._pid = pid
+                atexit.register(self.stop)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch: dict[Flask, list[uuid.UUID]] = {}
+            stop = item is None
+            while item is not None:
+                batch.setdefault(item[0], []).extend(item[1])
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                stop = stop or item is None
+            for app, event_ids in batch.items():
+                for start in range(0, len(event_ids), PUBLISH_BATCH):
+                    kick(app, event_ids[start : start + PUBLISH_BATCH])
+            if stop:
+                return
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish what is queued and end the thread (at process exit)."""
+        thread = self._thread
+        if thread is None or self._pid != os.getpid() or not thread.is_alive():
+            return
+        self._queue.put(None)
+        thread.join(timeout)
+        self._pid = 0  # a later submit starts a new thread
+
+
+PUBLISHER = Publisher()
+
+
 def _after_commit(session: Session) -> None:
     event_ids: list[uuid.UUID] | None = session.info.pop(_NEW_EVENTS_KEY, None)
     if not event_ids or not has_app_context():
@@ -137,15 +208,14 @@ def _after_commit(session: Session) -> None:
         return
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if has_request_context():
-        # Publish after the response has been sent: the client never waits on the broker.
-        pending: list[uuid.UUID] = g.setdefault("outbox_kick", [])
-        pending.extend(event_ids)
+        # The client never waits on the broker: the process's publisher thread takes it.
+        PUBLISHER.submit(app, event_ids)
         return
     kick(app, event_ids)
 
 
 def install_outbox_kick(app: Flask) -> None:
-    """Publish the events of every committed transaction right away (after the response)."""
+    """Publish the events of every committed transaction right away (off the request thread)."""
     global _listeners_installed
     with _install_lock:
         if not _listeners_installed:
@@ -153,11 +223,3 @@ def install_outbox_kick(app: Flask) -> None:
             event.listen(Session, "after_commit", _after_commit)
             event.listen(Session, "after_soft_rollback", _forget_events)
             _listeners_installed = True
-
-    @app.after_request
-    def _kick_after_response(response: Response) -> Response:
-        event_ids = g.pop("outbox_kick", None)
-        if event_ids:
-            flask_app = current_app._get_current_object()  # type: ignore[attr-defined]
-            response.call_on_close(lambda: kick(flask_app, event_ids))
-        return response

@@ -129,3 +129,50 @@ def test_a_published_event_whose_message_was_lost_is_dispatched_after_all(
             return row is not None and row.dispatched_at is not None
 
     wait_for(dispatched, 30, "the lost event to be dispatched")
+
+
+def test_events_committed_in_requests_are_published_off_the_request_thread(
+    make_live_stack: Any,
+) -> None:
+    """A request only hands its event ids over; the process's publisher thread publishes them
+    (several requests' events in one batch) and marks them published."""
+    import threading
+
+    from app.events.relay import PUBLISHER
+    from tests.support.live import wait_for
+
+    stack = make_live_stack()
+    request_threads: set[int] = set()
+    for number in range(3):
+        with stack.app.test_request_context("/api/v1/tasks", method="POST"):
+            session = db.session()
+            events.record(session, events.TASK_CREATED, {"task_id": number, "owner_id": 1})
+            session.commit()
+            request_threads.add(threading.get_ident())
+            db.session.remove()
+
+    def all_published() -> bool:
+        with stack.app.app_context():
+            db.session.remove()
+            rows = db.session().scalars(select(OutboxEvent)).all()
+            return len(rows) == 3 and all(row.published_at is not None for row in rows)
+
+    wait_for(all_published, 10, "the publisher thread to publish the three events")
+    assert _queued_messages(stack) == 3
+    assert PUBLISHER._thread is not None
+    assert PUBLISHER._thread.ident not in request_threads
+
+
+def test_the_publisher_publishes_what_is_queued_when_the_process_exits(
+    make_live_stack: Any,
+) -> None:
+    from app.events.relay import PUBLISHER
+
+    stack = make_live_stack()
+    with stack.app.test_request_context("/api/v1/tasks", method="POST"):
+        session = db.session()
+        events.record(session, events.TASK_CREATED, {"task_id": 1, "owner_id": 1})
+        session.commit()
+        db.session.remove()
+    PUBLISHER.stop()  # what atexit runs: the queue is drained before the thread ends
+    assert _queued_messages(stack) == 1
