@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import flask_smorest
 import marshmallow as ma
+from apispec import APISpec, BasePlugin
+from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask, request
 from flask_smorest.utils import prepare_response
 from webargs.flaskparser import FlaskParser
@@ -19,6 +21,7 @@ from webargs.flaskparser import FlaskParser
 from app.core.auth import current_principal, require_admin
 from app.core.errors import CODES, MESSAGES, handle_http_exception, register_error_handlers
 from app.core.limits import RULES_ATTRIBUTE, Rate, describe_limits
+from app.core.schemas import PageSize
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,14 +70,51 @@ def error_example(status: int) -> dict[str, Any]:
     return example
 
 
+class DocumentedRulesPlugin(BasePlugin):
+    """Puts in the document what a schema's own validators check (``OPENAPI_RULES``), so
+    clients (and the contract fuzzer) are not told a body is valid when the server refuses it."""
+
+    def init_spec(self, spec: APISpec) -> None:
+        """Keep the spec: schemas named in rules become components of it."""
+        super().init_spec(spec)
+        self._spec = spec
+
+    def schema_helper(self, name: str, definition: dict[str, Any], **kwargs: Any) -> Any:
+        """The schema's ``OPENAPI_RULES`` (see ``app.core.schemas.StrictSchema``)."""
+        schema = kwargs.get("schema")
+        schema_class = schema if isinstance(schema, type) else type(schema)
+        rules = getattr(schema_class, "OPENAPI_RULES", {})
+        return {keyword: self._resolve(value) for keyword, value in rules.items()}
+
+    def _resolve(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [self._resolve(item) for item in value]
+        if isinstance(value, type) and issubclass(value, ma.Schema):
+            plugin = next(p for p in self._spec.plugins if isinstance(p, MarshmallowPlugin))
+            assert plugin.converter is not None  # set when the plugin joined the spec
+            return plugin.converter.resolve_nested_schema(value)  # type: ignore[no-untyped-call]
+        return value
+
+
 class Api(flask_smorest.Api):  # type: ignore[misc]
     """flask-smorest's Api with the project's error shape and bearer scheme."""
 
     ERROR_SCHEMA = ErrorSchema
 
+    def _init_spec(self, *, extra_plugins: Any = None, **kwargs: Any) -> None:
+        plugins = [*(extra_plugins or ()), DocumentedRulesPlugin()]
+        super()._init_spec(extra_plugins=plugins, **kwargs)
+
     def init_app(self, app: Flask, *args: Any, **kwargs: Any) -> None:
         """Bind to ``app`` and declare the bearer security scheme."""
         super().init_app(app, *args, **kwargs)
+        max_page_size = app.extensions["settings"].MAX_PAGE_SIZE
+
+        def page_size_maximum(_converter: Any, field: Any, **_kwargs: Any) -> dict[str, Any]:
+            # The cap is a setting, so this app's document states this app's value.
+            return {"maximum": max_page_size} if isinstance(field, PageSize) else {}
+
+        self.ma_plugin.converter.add_attribute_function(page_size_maximum)
         self.spec.components.security_scheme(
             BEARER_SCHEME,
             {
@@ -110,6 +150,22 @@ class Api(flask_smorest.Api):  # type: ignore[misc]
     def handle_http_exception(self, error: Any) -> Any:
         """Kept for flask-smorest callers; delegates to the project's handler."""
         return handle_http_exception(error)
+
+
+def links(*operation_ids: str, **values: Any) -> dict[str, Any]:
+    """OpenAPI links from a response to ``operation_ids``: where a client (or a stateful test)
+    goes next. Each keyword is a parameter of the target, or ``requestBody``; values are runtime
+    expressions such as ``$response.body#/id``."""
+    body = values.pop("requestBody", None)
+    result: dict[str, Any] = {}
+    for operation_id in operation_ids:
+        link: dict[str, Any] = {"operationId": operation_id}
+        if values:
+            link["parameters"] = dict(values)
+        if body is not None:
+            link["requestBody"] = body
+        result[operation_id[0].upper() + operation_id[1:]] = link
+    return result
 
 
 class JSONArgumentsParser(FlaskParser):

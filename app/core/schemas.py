@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import marshmallow as ma
 from marshmallow import validate
 
 from app.config import current_settings
+
+# The same rule as a JSON Schema pattern, so the document says what the server refuses.
+SINGLE_LINE_PATTERN = r"^[^\u0000-\u001f\u007f]*$"
+MULTILINE_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
 
 
 class Text(ma.fields.String):
@@ -17,7 +21,9 @@ class Text(ma.fields.String):
     default_error_messages = {"control": "Must not contain control characters."}
 
     def __init__(self, *args: Any, multiline: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        metadata = dict(kwargs.pop("metadata", None) or {})
+        metadata.setdefault("pattern", MULTILINE_PATTERN if multiline else SINGLE_LINE_PATTERN)
+        super().__init__(*args, metadata=metadata, **kwargs)
         self._allowed = {"\n", "\r", "\t"} if multiline else set()
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -30,10 +36,32 @@ class Text(ma.fields.String):
 
 
 class StrictSchema(ma.Schema):
-    """Unknown fields are an error, never silently dropped (no mass assignment)."""
+    """Unknown fields are an error, never silently dropped (no mass assignment).
+
+    ``OPENAPI_RULES`` are JSON Schema keywords added to the schema's document, stating what its
+    ``validates_schema`` methods check (``app.core.api.DocumentedRulesPlugin``).
+    """
+
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {}
 
     class Meta:
         unknown = ma.RAISE
+
+
+class PageSize(ma.fields.Integer):
+    """``page_size``: capped by ``MAX_PAGE_SIZE``, which the document shows as its maximum
+    (``app.core.api`` fills it in from the app's settings)."""
+
+
+class PatchSchema(StrictSchema):
+    """The body of a PATCH: some of the fields, at least one."""
+
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {"minProperties": 1}
+
+    @ma.validates_schema
+    def _not_empty(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if not data:
+            raise ma.ValidationError("Give at least one field to change.", "_schema")
 
 
 def _default_page_size() -> int:
@@ -48,7 +76,7 @@ class PageArgs(StrictSchema):
         validate=validate.Range(min=1, max=1_000_000),
         metadata={"description": "1-based page number", "example": 1},
     )
-    page_size = ma.fields.Integer(
+    page_size = PageSize(
         load_default=_default_page_size,
         validate=validate.Range(min=1),
         metadata={

@@ -58,6 +58,7 @@ IDEMPOTENCY_KEY_PARAMETER = {
         "type": "string",
         "minLength": 1,
         "maxLength": KEY_MAX_LENGTH,
+        "pattern": "^[!-~]+$",
         "example": "5f2b8c1e-7d4a-4c1b-9e3f-2a6d8b0c4e1f",
     },
 }

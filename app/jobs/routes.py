@@ -9,7 +9,7 @@ from flask.views import MethodView
 from marshmallow import ValidationError
 
 from app.config import current_settings
-from app.core.api import Blueprint, accepts_form_data
+from app.core.api import Blueprint, accepts_form_data, links
 from app.core.auth import current_principal
 from app.core.errors import ValidationFailed
 from app.core.limits import per_caller
@@ -18,7 +18,14 @@ from app.extensions import db
 from app.idempotency.decorator import idempotent
 from app.jobs import service
 from app.jobs.models import Job as JobModel
-from app.jobs.schemas import ImportUpload, Job, JobCreate, JobPage, JobQueryArgs, TaskExport
+from app.jobs.schemas import (
+    ImportUpload,
+    Job,
+    JobCreate,
+    JobPage,
+    JobQueryArgs,
+    TaskExport,
+)
 
 blp = Blueprint(
     "jobs",
@@ -92,7 +99,17 @@ class Jobs(MethodView):
     @blp.auth()
     @blp.response(202, Job, headers=_LOCATION)
     @blp.errors(400, 409, 413, 415, 422)
-    @blp.doc(operationId="createJob", requestBody=CREATE_BODY)
+    @blp.doc(
+        operationId="createJob",
+        requestBody=CREATE_BODY,
+        responses={
+            202: {
+                "links": links(
+                    "getJob", "cancelJob", "downloadJobResult", job_id="$response.body#/id"
+                )
+            }
+        },
+    )
     @idempotent("createJob", JobModel, headers=_job_headers)
     def post(self) -> tuple[Any, dict[str, str]]:
         """Start a job (export, import or bulk update of your tasks)."""

@@ -12,7 +12,15 @@ from werkzeug.datastructures import FileStorage
 
 from app.core.schemas import PageArgs, StrictSchema, page_schema
 from app.jobs.models import JobState, JobType
-from app.jobs.params import PARAMS, normalized_params
+from app.jobs.params import (
+    COMPLETE_OVERDUE,
+    PARAMS,
+    SET_STATUS,
+    ExportParams,
+    TaskFilter,
+    normalized_params,
+)
+from app.tasks.models import TaskStatus
 
 JSON_TYPES = (JobType.TASKS_EXPORT.value, JobType.TASKS_BULK_UPDATE.value)
 PARAMS_DESCRIPTION = (
@@ -55,6 +63,64 @@ class JobCreate(StrictSchema):
     def _normalize(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
         data["params"] = normalized_params(data["type"], data["params"])
         return data
+
+
+def _job_type(job_type: JobType) -> ma.fields.String:
+    return ma.fields.String(
+        required=True, validate=validate.OneOf([job_type.value]), metadata={"example": job_type}
+    )
+
+
+class CompleteOverdueParams(StrictSchema):
+    """``tasks.bulk_update`` completing every overdue task that matches ``filter``."""
+
+    action = ma.fields.String(
+        required=True,
+        validate=validate.OneOf([COMPLETE_OVERDUE]),
+        metadata={"example": COMPLETE_OVERDUE},
+    )
+    filter = ma.fields.Nested(TaskFilter, metadata={"example": {"tag": "q1"}})
+
+
+class SetStatusParams(StrictSchema):
+    """``tasks.bulk_update`` giving every task that matches ``filter`` one status."""
+
+    action = ma.fields.String(
+        required=True, validate=validate.OneOf([SET_STATUS]), metadata={"example": SET_STATUS}
+    )
+    status = ma.fields.Enum(TaskStatus, by_value=True, required=True, metadata={"example": "done"})
+    filter = ma.fields.Nested(TaskFilter, metadata={"example": {"tag": "q1"}})
+
+
+class ExportJobCreate(StrictSchema):
+    """A ``tasks.export`` job (document only: ``JobCreate`` loads every JSON job)."""
+
+    type = _job_type(JobType.TASKS_EXPORT)
+    params = ma.fields.Nested(ExportParams, metadata={"example": {"format": "json"}})
+
+
+class CompleteOverdueJobCreate(StrictSchema):
+    """A ``tasks.bulk_update`` job completing overdue tasks (document only)."""
+
+    type = _job_type(JobType.TASKS_BULK_UPDATE)
+    params = ma.fields.Nested(
+        CompleteOverdueParams, required=True, metadata={"example": {"action": COMPLETE_OVERDUE}}
+    )
+
+
+class SetStatusJobCreate(StrictSchema):
+    """A ``tasks.bulk_update`` job setting a status (document only)."""
+
+    type = _job_type(JobType.TASKS_BULK_UPDATE)
+    params = ma.fields.Nested(
+        SetStatusParams,
+        required=True,
+        metadata={"example": {"action": SET_STATUS, "status": "done"}},
+    )
+
+
+# The params allowed depend on the type: the document says so with a oneOf.
+JobCreate.OPENAPI_RULES = {"oneOf": [ExportJobCreate, CompleteOverdueJobCreate, SetStatusJobCreate]}
 
 
 def _is_file(value: Any) -> None:
@@ -172,11 +238,11 @@ class JobQueryArgs(PageArgs):
 
     state = ma.fields.String(
         validate=validate.OneOf([state.value for state in JobState]),
-        metadata={"example": "succeeded"},
+        metadata={"description": "Only jobs in this state"},
     )
     type = ma.fields.String(
         validate=validate.OneOf([job_type.value for job_type in JobType]),
-        metadata={"example": JobType.TASKS_EXPORT.value},
+        metadata={"description": "Only jobs of this type"},
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask import url_for
 from flask.views import MethodView
 
-from app.core.api import Blueprint
+from app.core.api import Blueprint, links
 from app.core.auth import current_principal
 from app.core.etag import (
     ETAG_HEADER_DOC,
@@ -81,7 +81,20 @@ class Tasks(MethodView):
         },
     )
     @blp.errors(400, 409, 415, 422)
-    @blp.doc(operationId="createTask")
+    @blp.doc(
+        operationId="createTask",
+        responses={
+            201: {
+                "links": links(
+                    "getTask",
+                    "updateTask",
+                    "replaceTask",
+                    "deleteTask",
+                    task_id="$response.body#/id",
+                )
+            }
+        },
+    )
     @idempotent("createTask", TaskModel, headers=_created_headers)
     def post(self, values: dict[str, Any]) -> tuple[Any, dict[str, str]]:
         """Create a task (send an Idempotency-Key to make retries safe)."""
@@ -108,7 +121,7 @@ class TaskItem(MethodView):
 
     @blp.auth()
     @blp.arguments(TaskReplace)
-    @blp.arguments(IfMatchHeader, location="headers", as_kwargs=True)
+    @blp.arguments(IfMatchHeader, location="headers", as_kwargs=True, error_status_code=412)
     @blp.response(200, Task, headers=_TASK_HEADERS)
     @blp.errors(400, 404, 412, 415, 422)
     @blp.doc(operationId="replaceTask")
@@ -127,7 +140,7 @@ class TaskItem(MethodView):
 
     @blp.auth()
     @blp.arguments(TaskUpdate)
-    @blp.arguments(IfMatchHeader, location="headers", as_kwargs=True)
+    @blp.arguments(IfMatchHeader, location="headers", as_kwargs=True, error_status_code=412)
     @blp.response(200, Task, headers=_TASK_HEADERS)
     @blp.errors(400, 404, 412, 415, 422)
     @blp.doc(operationId="updateTask")
@@ -145,7 +158,7 @@ class TaskItem(MethodView):
         return task, _etag_headers(task)
 
     @blp.auth()
-    @blp.arguments(IfMatchHeader, location="headers", as_kwargs=True)
+    @blp.arguments(IfMatchHeader, location="headers", as_kwargs=True, error_status_code=412)
     @blp.response(204)
     @blp.errors(404, 412)
     @blp.doc(operationId="deleteTask")

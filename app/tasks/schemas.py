@@ -7,7 +7,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
-from app.core.schemas import PageArgs, StrictSchema, Text, page_schema
+from app.core.schemas import PageArgs, PatchSchema, StrictSchema, Text, page_schema
 from app.tasks.models import TaskPriority, TaskStatus
 
 TITLE_MAX = 200
@@ -18,15 +18,29 @@ SORT_KEYS = ("created_at", "due_at", "priority")
 SORTS = tuple(key for name in SORT_KEYS for key in (name, f"-{name}"))
 
 
+# Some character other than whitespace, and no control character anywhere.
+NOT_BLANK_PATTERN = r"^[^\u0000-\u001f\u007f]*[^\s\u0000-\u001f\u007f][^\u0000-\u001f\u007f]*$"
+
+
 class TrimmedText(Text):
-    """``Text`` without leading or trailing whitespace (checked for length after trimming)."""
+    """``Text`` without leading or trailing whitespace and not blank: the minimum length is
+    checked after trimming, the maximum on the value as sent (as the document states it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        metadata = dict(kwargs.pop("metadata", None) or {})
+        metadata.setdefault("pattern", NOT_BLANK_PATTERN)
+        super().__init__(*args, metadata=metadata, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        return super()._deserialize(value, attr, data, **kwargs).strip()
+        text = super()._deserialize(value, attr, data, **kwargs)
+        for validator in self.validators:
+            if isinstance(validator, validate.Length) and validator.max is not None:
+                validator(text)  # the untrimmed value must fit too
+        return text.strip()
 
 
 class Tags(ma.fields.List[str]):
-    """A list of tags, de-duplicated in first-seen order before its length is checked."""
+    """A list of at most ``TAGS_MAX`` tags as sent, then de-duplicated in first-seen order."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
@@ -39,6 +53,9 @@ class Tags(ma.fields.List[str]):
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
     ) -> list[str | None]:
         tags = super()._deserialize(value, attr, data, **kwargs)
+        # The cap applies to the list as sent, as the document's maxItems says.
+        for validator in self.validators:
+            validator(tags)
         return list(dict.fromkeys(tags))
 
 
@@ -115,7 +132,7 @@ class TaskReplace(TaskCreate):
     """The whole task (PUT): omitted optional fields are reset to their defaults."""
 
 
-class TaskUpdate(StrictSchema):
+class TaskUpdate(PatchSchema):
     """Some fields of a task (PATCH); at least one."""
 
     title = _title()
@@ -124,11 +141,6 @@ class TaskUpdate(StrictSchema):
     priority = _priority()
     due_at = _due_at()
     tags = _tags()
-
-    @ma.validates_schema
-    def _not_empty(self, data: dict[str, Any], **_kwargs: Any) -> None:
-        if not data:
-            raise ma.ValidationError("Give at least one field to change.", "_schema")
 
 
 class Task(ma.Schema):
@@ -187,30 +199,31 @@ TaskPage = page_schema(Task, "TaskPage")
 class TaskQueryArgs(PageArgs):
     """Filters, sort order and page of the task list."""
 
-    status = ma.fields.Enum(TaskStatus, by_value=True, metadata={"example": "todo"})
-    priority = ma.fields.Enum(TaskPriority, by_value=True, metadata={"example": "high"})
+    status = ma.fields.Enum(
+        TaskStatus, by_value=True, metadata={"description": "Only tasks with this status"}
+    )
+    priority = ma.fields.Enum(
+        TaskPriority, by_value=True, metadata={"description": "Only tasks with this priority"}
+    )
     tag = TrimmedText(
         validate=validate.Length(min=1, max=TAG_MAX),
-        metadata={"description": "Only tasks carrying this tag (exact match)", "example": "work"},
+        metadata={"description": "Only tasks carrying this tag (exact match)"},
     )
     due_after = ma.fields.AwareDateTime(
         metadata={
-            "description": "Only tasks due at or after this time (tasks without due_at excluded)",
-            "example": "2030-01-01T00:00:00Z",
+            "description": "Only tasks due at or after this time (tasks without due_at excluded)"
         }
     )
     due_before = ma.fields.AwareDateTime(
         metadata={
             "description": "Only tasks due strictly before this time (tasks without due_at "
-            "excluded)",
-            "example": "2030-02-01T00:00:00Z",
+            "excluded)"
         }
     )
     q = Text(
         validate=validate.Length(min=1, max=TITLE_MAX),
         metadata={
-            "description": "Case-insensitive substring of the title (% and _ match themselves)",
-            "example": "report",
+            "description": "Case-insensitive substring of the title (% and _ match themselves)"
         },
     )
     sort = ma.fields.String(
@@ -232,6 +245,5 @@ class TaskQueryArgs(PageArgs):
                 "Administrators only: list this user's tasks (without it an administrator sees "
                 "every user's tasks). Anyone else passing it gets 403."
             ),
-            "example": 7,
         },
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core.api import Blueprint, ErrorSchema
+from app.core.api import Blueprint, ErrorSchema, links
 from app.core.auth import current_principal
 from app.core.limits import Rate, json_field_key, per_client_address
 from app.extensions import db
@@ -33,7 +33,23 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 @blp.arguments(schemas.UserRegister)
 @blp.response(201, schemas.User)
 @blp.errors(409, 422)
-@blp.doc(operationId="register")
+@blp.doc(
+    operationId="register",
+    responses={
+        201: {
+            "links": {
+                **links(
+                    "login",
+                    requestBody={
+                        "email": "$response.body#/email",
+                        "password": "$request.body#/password",
+                    },
+                ),
+                **links("getUser", "updateUser", "deleteUser", user_id="$response.body#/id"),
+            }
+        }
+    },
+)
 def register(body: dict[str, Any]) -> User:
     """Create an account (the email is normalised; 409 when taken, in any letter case)."""
     return auth_service.register(session=db.session(), **body)
@@ -47,7 +63,16 @@ def register(body: dict[str, Any]) -> User:
 @blp.arguments(schemas.LoginCredentials)
 @blp.response(200, schemas.TokenPair)
 @blp.errors(401, 422)
-@blp.doc(operationId="login")
+@blp.doc(
+    operationId="login",
+    responses={
+        200: {
+            "links": links(
+                "refreshTokens", requestBody={"refresh_token": "$response.body#/refresh_token"}
+            )
+        }
+    },
+)
 def login(body: dict[str, Any]) -> tuple[TokenPair, int, dict[str, str]]:
     """Exchange email and password for an access token and a refresh token."""
     pair = auth_service.login(session=db.session(), email=body["email"], password=body["password"])
@@ -59,7 +84,16 @@ def login(body: dict[str, Any]) -> tuple[TokenPair, int, dict[str, str]]:
 @blp.arguments(schemas.RefreshRequest)
 @blp.response(200, schemas.TokenPair)
 @blp.errors(401, 422)
-@blp.doc(operationId="refreshTokens")
+@blp.doc(
+    operationId="refreshTokens",
+    responses={
+        200: {
+            "links": links(
+                "refreshTokens", requestBody={"refresh_token": "$response.body#/refresh_token"}
+            )
+        }
+    },
+)
 def refresh(body: dict[str, Any]) -> tuple[TokenPair, int, dict[str, str]]:
     """Rotate a refresh token; replaying a used one revokes its whole login session."""
     pair = auth_service.refresh(session=db.session(), refresh_token=body["refresh_token"])

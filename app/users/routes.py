@@ -6,7 +6,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.core.api import Blueprint
+from app.core.api import Blueprint, links
 from app.core.auth import current_principal
 from app.core.schemas import page_meta
 from app.extensions import db
@@ -57,7 +57,16 @@ def update_me(body: dict[str, Any]) -> User:
 @blp.arguments(schemas.UserQueryArgs, location="query", unknown=ma.RAISE)
 @blp.response(200, schemas.UserPage)
 @blp.errors(422)
-@blp.doc(operationId="listUsers")
+@blp.doc(
+    operationId="listUsers",
+    responses={
+        200: {
+            "links": links(
+                "getUser", "updateUser", "deleteUser", user_id="$response.body#/items/0/id"
+            )
+        }
+    },
+)
 def list_users(args: dict[str, Any]) -> dict[str, Any]:
     """List users by id, filtered by email substring, role and active state (admins)."""
     items, total = service.list_users(session=db.session(), **args)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import marshmallow as ma
 from marshmallow import validate
 
-from app.core.schemas import PageArgs, StrictSchema, Text, page_schema
+from app.core.schemas import PageArgs, PatchSchema, StrictSchema, Text, page_schema
 from app.users.models import ROLES
 
 PASSWORD_MIN_LENGTH = 8
@@ -153,8 +153,14 @@ class User(ma.Schema):
     )
 
 
-class UserSelfUpdate(StrictSchema):
+class UserSelfUpdate(PatchSchema):
     """Body of ``PATCH /users/me``; ``role``, ``id`` and ``is_active`` are not accepted."""
+
+    OPENAPI_RULES: ClassVar[dict[str, Any]] = {
+        **PatchSchema.OPENAPI_RULES,
+        # password only with current_password
+        "anyOf": [{"not": {"required": ["password"]}}, {"required": ["current_password"]}],
+    }
 
     email = Email()
     full_name = full_name_field()
@@ -176,7 +182,7 @@ class UserSelfUpdate(StrictSchema):
             )
 
 
-class UserAdminUpdate(StrictSchema):
+class UserAdminUpdate(PatchSchema):
     """Body of ``PATCH /users/{user_id}`` (administrators)."""
 
     email = Email()
@@ -190,10 +196,12 @@ class UserQueryArgs(PageArgs):
 
     email = Text(
         validate=validate.Length(min=1, max=EMAIL_MAX_LENGTH),
-        metadata={"description": "Substring of the email, case-insensitive", "example": "ada"},
+        metadata={"description": "Substring of the email, case-insensitive"},
     )
-    role = ma.fields.String(validate=validate.OneOf(ROLES), metadata={"example": "user"})
-    is_active = ma.fields.Boolean(metadata={"example": True})
+    role = ma.fields.String(
+        validate=validate.OneOf(ROLES), metadata={"description": "Only this role"}
+    )
+    is_active = ma.fields.Boolean(metadata={"description": "Only active (true) or inactive users"})
 
 
 UserPage = page_schema(User, "UserPage")

@@ -9,7 +9,7 @@ from typing import Any
 from flask import url_for
 from flask.views import MethodView
 
-from app.core.api import Blueprint
+from app.core.api import Blueprint, links
 from app.core.auth import current_principal
 from app.core.schemas import page_meta
 from app.extensions import db
@@ -63,6 +63,17 @@ class Webhooks(MethodView):
     @blp.errors(400, 409, 415, 422)
     @blp.doc(
         operationId="createWebhook",
+        responses={
+            201: {
+                "links": links(
+                    "getWebhook",
+                    "updateWebhook",
+                    "deleteWebhook",
+                    "listWebhookDeliveries",
+                    webhook_id="$response.body#/id",
+                )
+            }
+        },
         description=(
             "The response carries the signing `secret`: store it, it is never shown again. "
             "The URL is refused (422) unless its host resolves only to public addresses; "
@@ -128,7 +139,18 @@ class WebhookItem(MethodView):
 @blp.arguments(schemas.DeliveryQueryArgs, location="query")
 @blp.response(200, schemas.WebhookDeliveryPage)
 @blp.errors(404, 422)
-@blp.doc(operationId="listWebhookDeliveries")
+@blp.doc(
+    operationId="listWebhookDeliveries",
+    responses={
+        200: {
+            "links": links(
+                "redeliverWebhookDelivery",
+                webhook_id="$request.path.webhook_id",
+                delivery_id="$response.body#/items/0/id",
+            )
+        }
+    },
+)
 def list_deliveries(args: dict[str, Any], webhook_id: uuid.UUID) -> dict[str, Any]:
     """List a webhook's deliveries, newest first."""
     items, total = service.list_deliveries(
