@@ -60,6 +60,9 @@ bench: install-dev ## Benchmark suite (wrk, ~25 min) -> bench/results/latest.md
 bench-quick: install-dev ## The same, a few seconds per scenario -> bench/results/quick.md
 	BENCH_QUICK=1 $(BIN)/python -m bench.run
 
+fuzz: install-dev ## Contract fuzzing at length (schemathesis; SCHEMATHESIS_MAX_EXAMPLES=300 by default)
+	SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-300} $(BIN)/pytest tests/contract
+
 docker-test: install ## Build the image, bring up the compose stack, check a webhook end to end (needs Docker)
 	$(BIN)/python deploy/docker_test.py
 
@@ -72,4 +75,4 @@ resource: install ## Add a resource shaped like app/tasks: make resource NAME=no
 clean: ## Remove the virtualenv and caches (instance/ is kept)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
-.PHONY: help install install-dev migrate run lint format test screenshot bench bench-quick docker-test rename resource clean
+.PHONY: help install install-dev migrate run lint format test fuzz screenshot bench bench-quick docker-test rename resource clean
