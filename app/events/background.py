@@ -57,7 +57,13 @@ def send_follow_ups(follow_ups: list[FollowUp]) -> None:
 @shared_task(name="events.dispatch", bind=True, max_retries=DISPATCH_MAX_RETRIES)
 def dispatch(self: Task, event_id: str) -> int:
     """Hand event ``event_id`` to every consumer registered for its name."""
-    session = db.session()
+    # One connection for the whole dispatch: the consumers' commits and the "dispatched" mark
+    # check out (and ping) it once.
+    with db.one_connection() as session:
+        return _dispatch(self, session, event_id)
+
+
+def _dispatch(self: Task, session: Session, event_id: str) -> int:
     event = session.get(OutboxEvent, uuid.UUID(event_id))
     if event is None:
         logger.warning("event not found", extra={"event_id": event_id})
