@@ -25,7 +25,8 @@ from tests.template.repository import (
 )
 
 RENAME = PROJECT_ROOT / "deploy" / "rename.py"
-NEW_NAME, NEW_SLUG = "Acme Orders", "acme-orders"
+# The README's example; another when the repository already has that name (it was renamed).
+NEW_NAMES = (("Acme Orders", "acme-orders"), ("Beta Billing", "beta-billing"))
 
 
 def load_rename() -> ModuleType:
@@ -213,21 +214,22 @@ def test_the_renamed_copy_has_no_old_name_and_passes_the_fast_suite(
 ) -> None:
     copy = copy_repository(tmp_path / "copy")
     old_name, old_slug = recorded_name(copy)
+    new_name, new_slug = next(names for names in NEW_NAMES if names != (old_name, old_slug))
     environment = copy_environment(copy, postgres_server_url, redis_url)
 
-    renamed = make(copy, environment, "rename", f"NAME={NEW_NAME}", f"SLUG={NEW_SLUG}")
+    renamed = make(copy, environment, "rename", f"NAME={new_name}", f"SLUG={new_slug}")
 
     assert renamed.returncode == 0, tail(renamed)
     assert old_name_left(copy, old_name, old_slug) == ""
     # Where the name lives (spot checks; the grep above proves the rest).
-    assert recorded_name(copy) == (NEW_NAME, NEW_SLUG)
-    assert (copy / "README.md").read_text().startswith(f"# {NEW_NAME}\n")
-    assert f'SERVICE_NAME: str = "{NEW_SLUG}"' in (copy / "app/config.py").read_text()
-    assert f"name: {NEW_SLUG}\n" in (copy / "docker-compose.yml").read_text()
+    assert recorded_name(copy) == (new_name, new_slug)
+    assert (copy / "README.md").read_text().startswith(f"# {new_name}\n")
+    assert f'SERVICE_NAME: str = "{new_slug}"' in (copy / "app/config.py").read_text()
+    assert f"name: {new_slug}\n" in (copy / "docker-compose.yml").read_text()
     k8s = (copy / "deploy/k8s/base/api-deployment.yaml").read_text()
-    assert f"app.kubernetes.io/name: {NEW_SLUG}" in k8s
+    assert f"app.kubernetes.io/name: {new_slug}" in k8s
     workflow = (copy / ".github/workflows/ci.yml").read_text()
-    assert f"name: {NEW_NAME} CI" in workflow
+    assert f"name: {new_name} CI" in workflow
     title = subprocess.run(
         [
             sys.executable,
@@ -243,10 +245,10 @@ def test_the_renamed_copy_has_no_old_name_and_passes_the_fast_suite(
         timeout=60,
         check=False,
     )
-    assert title.stdout.strip() == NEW_SLUG, tail(title)
+    assert title.stdout.strip() == new_slug, tail(title)
 
     changed = git("diff", "--stat", cwd=copy)
-    again = make(copy, environment, "rename", f"NAME={NEW_NAME}", f"SLUG={NEW_SLUG}")
+    again = make(copy, environment, "rename", f"NAME={new_name}", f"SLUG={new_slug}")
     assert again.returncode == 0, tail(again)
     assert "nothing to do" in again.stdout
     assert git("diff", "--stat", cwd=copy) == changed
