@@ -14,6 +14,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,28 +89,78 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def postgres_ticks(postmaster: int, database: str) -> int:
-    """CPU ticks of the PostgreSQL processes serving the benchmark: the backends connected to
-    its database and the server's background processes (WAL writer, checkpointer...), but not
-    the backends of other databases on a shared server."""
-    total = 0
+def postgres_processes(postmaster: int, database: str) -> list[int]:
+    """The PostgreSQL processes serving the benchmark: the backends connected to its database
+    and the server's background processes (WAL writer, checkpointer...), not the backends of
+    other databases on a shared server."""
+    pids = []
     for child in children_of(postmaster):
         line = cmdline(child)
         is_backend = "(" in line  # "postgres: user db 127.0.0.1(port) idle"
         if not is_backend or f" {database} " in line:
-            total += process_ticks(child)
-    return total
+            pids.append(child)
+    return pids
 
 
 @dataclass
 class CpuGroups:
-    """How to read the CPU ticks of each group measured next to wrk."""
+    """The CPU ticks of each group measured next to wrk.
 
-    readers: dict[str, Callable[[], int]] = field(default_factory=dict)
+    ``trees`` are parents whose reaped children count too (gunicorn: a worker recycled by
+    ``max_requests`` keeps counting through the master's cutime). ``members`` lists the
+    processes of a group that has no such parent of its own (PostgreSQL's backends of one
+    database, Redis); a sampler thread follows them during the run, so a backend that exits
+    meanwhile (its worker recycled) counts up to its last sample instead of vanishing.
+    """
 
-    def sample(self) -> dict[str, int]:
-        """Current ticks of every group."""
-        return {name: read() for name, read in self.readers.items()}
+    trees: dict[str, int] = field(default_factory=dict)
+    members: dict[str, Callable[[], list[int]]] = field(default_factory=dict)
+    interval: float = 0.2
+    _first: dict[str, dict[int, int]] = field(default_factory=dict)
+    _last: dict[str, dict[int, int]] = field(default_factory=dict)
+    _tree_start: dict[str, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _sample_members(self, first: bool = False) -> None:
+        for name, list_pids in self.members.items():
+            for pid in list_pids():
+                ticks = process_ticks(pid)
+                if ticks == 0 and pid not in self._last[name]:
+                    continue
+                if first:
+                    self._first[name].setdefault(pid, ticks)
+                else:
+                    # a process born during the run counts from zero
+                    self._first[name].setdefault(pid, 0)
+                self._last[name][pid] = max(ticks, self._last[name].get(pid, 0))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample_members()
+
+    def start(self) -> None:
+        """Take the first sample and follow the members until ``stop``."""
+        self._first = {name: {} for name in self.members}
+        self._last = {name: {} for name in self.members}
+        self._tree_start = {name: tree_ticks(pid) for name, pid in self.trees.items()}
+        self._sample_members(first=True)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> dict[str, int]:
+        """Ticks used by each group since ``start``."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample_members()
+        used = {name: tree_ticks(pid) - self._tree_start[name] for name, pid in self.trees.items()}
+        for name in self.members:
+            used[name] = sum(
+                last - self._first[name].get(pid, 0) for pid, last in self._last[name].items()
+            )
+        return used
 
 
 # --- wrk ---------------------------------------------------------------------------------------
@@ -125,6 +176,7 @@ class Run:
     errors: int
     non_2xx: int
     cpu_cores: dict[str, float]
+    load_average: float = 0.0  # the machine's 1-minute load average right after the run
 
 
 @dataclass
@@ -201,12 +253,13 @@ def wrk_once(
         script,
         url,
     ]
-    before = cpu.sample() if cpu else {}
+    if cpu:
+        cpu.start()
     started = time.monotonic()
     process = subprocess.Popen(
         command,
         cwd=LUA_DIR,
-        env={**os.environ, **env},
+        env={**os.environ, **env, "BENCH_WRK_THREADS": str(settings.threads)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -215,7 +268,7 @@ def wrk_once(
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.monotonic() - started
-    after = cpu.sample() if cpu else {}
+    used = cpu.stop() if cpu else {}
     line = next((x for x in output.splitlines() if x.startswith("BENCH_JSON ")), None)
     if process.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({process.returncode}):\n{output}")
@@ -225,7 +278,7 @@ def wrk_once(
         if "Non-2xx or 3xx responses:" in text:
             non_2xx = int(text.split(":")[1])
     errors = sum(figures[key] for key in ("connect", "read", "write", "timeout")) + non_2xx
-    cores = {name: (after[name] - before[name]) / CLOCK_TICKS / elapsed for name in before}
+    cores = {name: ticks / CLOCK_TICKS / elapsed for name, ticks in used.items()}
     cores["wrk"] = (usage.ru_utime + usage.ru_stime) / elapsed
     return Run(
         requests_per_second=figures["requests"] / (figures["duration_us"] / 1e6),
@@ -234,6 +287,7 @@ def wrk_once(
         errors=errors,
         non_2xx=non_2xx,
         cpu_cores=cores,
+        load_average=float(Path("/proc/loadavg").read_text().split()[0]),
     )
 
 

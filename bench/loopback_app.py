@@ -2,7 +2,7 @@
 delivered to the receiver on 127.0.0.1 over plain HTTP.
 
     gunicorn -c deploy/gunicorn.conf.py bench.loopback_app:app
-    celery -A bench.loopback_app worker ...
+    celery -A bench.loopback_app:celery worker ...
 
 Production refuses ``WEBHOOK_ALLOW_PRIVATE_TARGETS`` and a false ``WEBHOOK_REQUIRE_HTTPS``
 (rightly: they open internal hosts to SSRF), and the benchmark's receiver is on loopback. Every

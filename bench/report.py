@@ -114,8 +114,8 @@ def scenario_table(scenarios: dict[str, Scenario]) -> list[str]:
     lines = [
         "| scenario | conns | req/s median (min–max) | × ceiling | p50 ms (min–max) "
         "| p99 ms (min–max) | errors | CPU cores: server / PostgreSQL / Redis / wrk "
-        "| server CPU ms/req |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server CPU ms/req | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, scenario in scenarios.items():
         run = scenario.median
@@ -130,7 +130,8 @@ def scenario_table(scenarios: dict[str, Scenario]) -> list[str]:
             f"({p99_low:.1f}–{p99_high:.1f}) | {scenario.errors} | "
             f"{cpu.get('server', 0):.2f} / {cpu.get('postgresql', 0):.2f} / "
             f"{cpu.get('redis', 0):.2f} / {cpu.get('wrk', 0):.2f} | "
-            f"{cpu.get('server', 0) / max(run.requests_per_second, 1e-9) * 1000:.2f} |"
+            f"{cpu.get('server', 0) / max(run.requests_per_second, 1e-9) * 1000:.2f} | "
+            f"{run.load_average:.1f} |"
         )
     return lines
 
@@ -217,6 +218,12 @@ def render(scenarios: dict[str, Scenario], facts: dict[str, Any]) -> str:
         "tasks around them. Ratio (× ceiling): req/s ÷ the ceiling's req/s in the same run "
         "(health/live ÷ bare WSGI, the others ÷ the Flask ceiling).",
         "- Errors: socket errors, timeouts and non-2xx/3xx responses, all runs added up.",
+        "- CPU: cores used during the median run (CPU seconds ÷ wall seconds) by the gunicorn "
+        "master and workers, the PostgreSQL backends of the benchmark's database and the "
+        "server's background processes, Redis, and wrk. Server CPU ms/req is the server's CPU "
+        "per request: less sensitive than req/s to what else runs on the machine. Load: the "
+        "machine's 1-minute load average after the run (2 cores: above 2, other work competed "
+        "for the CPUs and every figure of that row is pessimistic).",
         "",
         "## API",
         *scenario_table(scenarios),
@@ -250,6 +257,8 @@ def render(scenarios: dict[str, Scenario], facts: dict[str, Any]) -> str:
             f"{facts['ceiling_noop_rate']:.0f}/s.",
             "",
         ]
+    if "background_error" in facts:
+        lines += ["## Background", f"Failed: `{facts['background_error']}`", ""]
     lines += ["## Memory"]
     if "gunicorn_worker_rss_kib" in facts:
         lines.append(

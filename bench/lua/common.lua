@@ -20,6 +20,23 @@ function common.seed()
   math.randomseed(os.time() * 100 + (thread_number or 0))
 end
 
+-- Distinct ids across every in-flight request: thread t of n walks the ids t, t + n, t + 2n...
+-- (two writes to one task at once would rightly get 412, which is not what is measured).
+local next_offset = nil
+
+function common.next_id()
+  local first = tonumber(os.getenv("BENCH_FIRST_ID"))
+  local last = tonumber(os.getenv("BENCH_LAST_ID"))
+  local threads = tonumber(os.getenv("BENCH_WRK_THREADS") or "1")
+  local span = last - first + 1
+  if next_offset == nil then
+    next_offset = ((thread_number or 1) - 1) + threads * math.random(0, math.floor(span / threads) - 1)
+  end
+  local id = first + (next_offset % span)
+  next_offset = next_offset + threads
+  return id
+end
+
 function common.random_id()
   local first = tonumber(os.getenv("BENCH_FIRST_ID"))
   local last = tonumber(os.getenv("BENCH_LAST_ID"))
