@@ -169,9 +169,9 @@ def links(*operation_ids: str, **values: Any) -> dict[str, Any]:
 
 
 class JSONArgumentsParser(FlaskParser):
-    """webargs' parser, with too deeply nested JSON reported as invalid JSON (400), not a 500,
-    and unknown query parameters refused (422) like unknown body fields: a mistyped filter must
-    not silently widen a list."""
+    """webargs' parser, with too deeply nested JSON and numbers too long to convert reported as
+    invalid JSON (400), not a 500, and unknown query parameters refused (422) like unknown body
+    fields: a mistyped filter must not silently widen a list."""
 
     DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": ma.RAISE}
 
@@ -181,6 +181,11 @@ class JSONArgumentsParser(FlaskParser):
         except RecursionError:
             # webargs turns a JSONDecodeError with a non-empty document into its 400.
             raise json.JSONDecodeError("JSON nested too deeply", doc="(nested)", pos=0) from None
+        except json.JSONDecodeError:
+            raise
+        except ValueError:
+            # An integer literal longer than Python's int conversion limit (4300 digits).
+            raise json.JSONDecodeError("JSON number too long", doc="(number)", pos=0) from None
 
 
 # Sent with every rate-limited response (Retry-After with a 429 only).

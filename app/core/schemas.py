@@ -16,9 +16,13 @@ MULTILINE_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
 
 
 class Text(ma.fields.String):
-    """A string that refuses NUL and other control characters PostgreSQL or logs choke on."""
+    """A string that refuses NUL and other control characters PostgreSQL or logs choke on, and
+    lone surrogates that no UTF-8 encoder accepts."""
 
-    default_error_messages = {"control": "Must not contain control characters."}
+    default_error_messages = {
+        "control": "Must not contain control characters.",
+        "surrogate": "Must be valid Unicode (a lone surrogate such as \\ud800 is not).",
+    }
 
     def __init__(self, *args: Any, multiline: bool = False, **kwargs: Any) -> None:
         metadata = dict(kwargs.pop("metadata", None) or {})
@@ -32,6 +36,10 @@ class Text(ma.fields.String):
             (ord(char) < 32 or ord(char) == 127) and char not in self._allowed for char in result
         ):
             raise self.make_error("control")
+        # JSON's "\ud800" escape decodes to a string that UTF-8 (PostgreSQL, JWT, logs) cannot
+        # encode. Not in the pattern: a JavaScript pattern sees every emoji as two surrogates.
+        if any(0xD800 <= ord(char) <= 0xDFFF for char in result):
+            raise self.make_error("surrogate")
         return result
 
 
