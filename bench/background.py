@@ -195,21 +195,21 @@ def hop_breakdown(
         key = f"task:{row['task_id']}"
         if key not in returned or key not in arrivals or row["attempted"] is None:
             continue
+        published, created = float(row["published"]), float(row["delivery_created"])
         points = [
-            ("response -> outbox published (kick)", returned[key], float(row["published"])),
-            ("published -> dispatch done", float(row["published"]), float(row["dispatched"] or 0)),
             (
-                "published -> delivery row",
-                float(row["published"]),
-                float(row["delivery_created"]),
+                "commit -> response (event created_at to POST returning)",
+                float(row["created"]),
+                returned[key],
             ),
+            ("response -> published (kick)", returned[key], published),
+            ("published -> delivery row (events.dispatch, fan-out)", published, created),
             (
-                "delivery row -> attempt starts",
-                float(row["delivery_created"]),
-                float(row["attempted"]),
+                "delivery row -> arrival (webhooks.deliver queued, claimed, POST)",
+                created,
+                arrivals[key],
             ),
-            ("attempt starts -> arrival", float(row["attempted"]), arrivals[key]),
-            ("insert (event created_at) -> response", float(row["created"]), returned[key]),
+            ("arrival -> outcome recorded", arrivals[key], float(row["attempted"])),
         ]
         for name, start, end in points:
             if start and end:

@@ -109,6 +109,29 @@ def _ceiling_of(name: str, scenarios: dict[str, Scenario]) -> Scenario | None:
     return scenarios.get(FLASK)
 
 
+def _per_request(cores: float, requests_per_second: float) -> str:
+    return f"{cores / requests_per_second * 1000:.2f}" if requests_per_second > 0 else "–"
+
+
+def _low_rate(facts: dict[str, Any]) -> list[str]:
+    low = facts.get("latency_low")
+    if low is None:
+        return []
+    return [
+        f"- The same at {low.rate:.0f} events/s (far below the worker's capacity: the chain's "
+        f"own latency, no backlog): p50 {low.p50_ms:.1f} ms, p99 {low.p99_ms:.1f} ms, max "
+        f"{low.max_ms:.1f} ms ({low.arrived}/{low.events} arrived)."
+    ]
+
+
+def _hop(facts: dict[str, Any], name: str) -> str:
+    low = facts.get("latency_low")
+    if low is None or name not in low.hops_ms:
+        return "– | –"
+    mid, p99 = low.hops_ms[name]
+    return f"{mid:.1f} | {p99:.1f}"
+
+
 def scenario_table(scenarios: dict[str, Scenario]) -> list[str]:
     """One row per scenario: the median run, with the min and max of the three."""
     lines = [
@@ -130,7 +153,7 @@ def scenario_table(scenarios: dict[str, Scenario]) -> list[str]:
             f"({p99_low:.1f}–{p99_high:.1f}) | {scenario.errors} | "
             f"{cpu.get('server', 0):.2f} / {cpu.get('postgresql', 0):.2f} / "
             f"{cpu.get('redis', 0):.2f} / {cpu.get('wrk', 0):.2f} | "
-            f"{cpu.get('server', 0) / max(run.requests_per_second, 1e-9) * 1000:.2f} | "
+            f"{_per_request(cpu.get('server', 0), run.requests_per_second)} | "
             f"{run.load_average:.1f} |"
         )
     return lines
@@ -234,6 +257,8 @@ def render(scenarios: dict[str, Scenario], facts: dict[str, Any]) -> str:
         lines.append("")
     latency = facts.get("latency")
     if latency is not None:
+        low = facts.get("latency_low")
+        low_rate = f"{low.rate:.0f}" if low is not None else "–"
         lines += [
             "## Background",
             f"- Event → webhook (response of `POST /api/v1/tasks` to the delivery arriving at a "
@@ -242,10 +267,13 @@ def render(scenarios: dict[str, Scenario], facts: dict[str, Any]) -> str:
             f"{latency.p50_ms:.1f} ms, p99 {latency.p99_ms:.1f} ms, max {latency.max_ms:.1f} ms "
             f"({latency.arrived}/{latency.events} arrived).",
             "",
-            "| hop (service timestamps) | median ms | p99 ms |",
-            "|---|---|---|",
+            *_low_rate(facts),
+            "",
+            f"| hop (service timestamps) | {low_rate} events/s: median ms | p99 ms "
+            f"| {latency.rate:.0f} events/s: median ms | p99 ms |",
+            "|---|---|---|---|---|",
             *[
-                f"| {name} | {mid:.1f} | {p99:.1f} |"
+                f"| {name} | {_hop(facts, name)} | {mid:.1f} | {p99:.1f} |"
                 for name, (mid, p99) in latency.hops_ms.items()
             ],
             "",
