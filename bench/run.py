@@ -16,6 +16,7 @@ the service logs there).
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -435,6 +436,11 @@ def main() -> None:
             shutil.copytree(tmp, keep, dirs_exist_ok=True)
             log(f"logs copied to {keep}")
     facts["elapsed_seconds"] = time.monotonic() - started
+    facts["commit"] = report.commit()
+    facts["finished_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    (RESULTS / ("quick.pickle" if quick else "latest.pickle")).write_bytes(
+        pickle.dumps((bench.scenarios, facts))
+    )  # python -m bench.report <file> renders it again
     text = report.render(bench.scenarios, facts)
     target = RESULTS / ("quick.md" if quick else "latest.md")
     target.write_text(text)
