@@ -324,16 +324,17 @@ def render(scenarios: dict[str, Scenario], facts: dict[str, Any]) -> str:
     if "background_error" in facts:
         lines += ["## Background", f"Failed: `{facts['background_error']}`", ""]
     lines += ["## Memory"]
-    if "gunicorn_worker_rss_kib" in facts:
-        lines.append(
-            f"- gunicorn worker (largest, after the API runs): "
-            f"{facts['gunicorn_worker_rss_kib'] / 1024:.0f} MiB RSS"
-        )
-    if "celery_child_rss_kib" in facts:
-        lines.append(
-            f"- Celery worker child (largest, after the delivery run): "
-            f"{facts['celery_child_rss_kib'] / 1024:.0f} MiB RSS"
-        )
+    for key, what in (
+        ("gunicorn_worker", "gunicorn worker (largest, after the API runs)"),
+        ("celery_child", "Celery worker child (largest, after the delivery run)"),
+    ):
+        if f"{key}_rss_kib" in facts:
+            pss, private = facts.get(f"{key}_pss_private_kib", (0, 0))
+            lines.append(
+                f"- {what}: {facts[f'{key}_rss_kib'] / 1024:.0f} MiB RSS; PSS {pss / 1024:.0f} "
+                f"MiB, private {private / 1024:.0f} MiB (RSS counts the pages it shares with the "
+                "process it was forked from; private is what one more such process costs)"
+            )
     lines += ["", "## Targets", *targets(scenarios, facts), ""]
     return "\n".join(lines)
 

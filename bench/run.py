@@ -52,6 +52,7 @@ from bench.stack import (  # noqa: E402
     hash_password,
     login,
     open_stack,
+    private_kib,
     rss_kib,
     seed,
     start_celery,
@@ -230,7 +231,9 @@ def run_api(bench: ApiBench, stack: Stack, large_tasks: int, parts: set[str]) ->
     _, hash_seconds = hash_password(stack)
     facts["argon2"] = f"{argon2_parameters(stack)}: one hash {hash_seconds * 1000:.0f} ms"
     time.sleep(2)  # logins still hashing when wrk stopped finish first
-    facts["gunicorn_worker_rss_kib"] = max(rss_kib(pid) for pid in api.children())
+    workers = api.children()
+    facts["gunicorn_worker_rss_kib"] = max(rss_kib(pid) for pid in workers)
+    facts["gunicorn_worker_pss_private_kib"] = max(private_kib(pid) for pid in workers)
     api.stop()
     return facts
 
@@ -334,6 +337,7 @@ def run_background(stack: Stack, quick: bool) -> dict[str, Any]:
         with receiver.lock:
             facts["worker_rate"] = background.rate_of(list(receiver.arrivals.values()))
         facts["celery_child_rss_kib"] = max(rss_kib(pid) for pid in worker.children())
+        facts["celery_child_pss_private_kib"] = max(private_kib(pid) for pid in worker.children())
         worker.stop()
         log(f"  worker: {facts['worker_rate']:.0f} deliveries/s")
 

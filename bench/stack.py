@@ -394,6 +394,18 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def private_kib(pid: int) -> tuple[int, int]:
+    """(PSS, private) memory of ``pid`` in KiB: its share of pages shared with the processes it
+    was forked from, and the pages only it holds (what one more such process costs)."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            fields[name] = int(parts[0])
+    return fields.get("Pss", 0), fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+
+
 def api_call(
     port: int, method: str, path: str, body: Any = None, token: str | None = None
 ) -> tuple[int, Any]:
