@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import before_task_publish, worker_process_init
+from celery.signals import before_task_publish, task_postrun, worker_process_init
 from flask import Flask
 from kombu import Queue  # type: ignore[attr-defined]
 
@@ -20,6 +20,7 @@ from app.core.requests import current_request_id, set_request_id
 from app.extensions import db
 
 QUEUES = ("events", "notifications", "jobs")
+FAILED_STATES = frozenset({"FAILURE", "RETRY"})
 # Feature packages whose ``background`` module defines tasks and event consumers.
 BACKGROUND_PACKAGES = [
     "app.events",
@@ -164,6 +165,30 @@ def _dispose_inherited_connections(**_kwargs: Any) -> None:
     if flask_app is not None:
         with flask_app.app_context():
             db.dispose_after_fork()
+
+
+@task_postrun.connect
+def _drop_failed_task_tracebacks(
+    retval: Any = None, state: str | None = None, **_kwargs: Any
+) -> None:
+    """Detach the tracebacks of a failed task's exception chain once Celery has reported it.
+
+    Each traceback holds the frames of the failure, whose locals hold the exception again: a
+    reference cycle, which only the rarely run full collection frees. A worker child grew by
+    about 0.5 MiB per failed task (a burst of failures while PostgreSQL restarted added 90 MiB
+    for good; found by the soak). Without the tracebacks, reference counting frees it all.
+    """
+    if state not in FAILED_STATES or not isinstance(retval, BaseException):
+        return
+    pending: list[BaseException] = [retval]
+    seen: set[int] = set()
+    while pending:
+        exception = pending.pop()
+        if id(exception) in seen:
+            continue
+        seen.add(id(exception))
+        exception.__traceback__ = None
+        pending += [e for e in (exception.__cause__, exception.__context__) if e is not None]
 
 
 @before_task_publish.connect
