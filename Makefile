@@ -63,6 +63,12 @@ bench-quick: install-dev ## The same, a few seconds per scenario -> bench/result
 fuzz: install-dev ## Contract fuzzing at length (schemathesis; SCHEMATHESIS_MAX_EXAMPLES=300 by default)
 	SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-300} $(BIN)/pytest tests/contract
 
+soak: install-dev ## 10 min of mixed load through nginx, faults injected (SOAK_SECONDS) -> bench/results/soak-latest.md
+	$(BIN)/python -m tests.soak
+
+soak-quick: install-dev ## The soak in 60 s, each fault briefly -> bench/results/soak-quick.md
+	SOAK_SECONDS=60 $(BIN)/python -m tests.soak
+
 docker-test: install ## Build the image, bring up the compose stack, check a webhook end to end (needs Docker)
 	$(BIN)/python deploy/docker_test.py
 
@@ -75,4 +81,4 @@ resource: install ## Add a resource shaped like app/tasks: make resource NAME=no
 clean: ## Remove the virtualenv and caches (instance/ is kept)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
-.PHONY: help install install-dev migrate run lint format test fuzz screenshot bench bench-quick docker-test rename resource clean
+.PHONY: help install install-dev migrate run lint format test fuzz screenshot bench bench-quick soak soak-quick docker-test rename resource clean
