@@ -80,7 +80,7 @@ def server_pids(stack: Stack) -> tuple[int, int]:
 
     with stack.engine().connect() as connection:
         backend = connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-    stat = Path(f"/proc/{backend}/stat").read_text()
+        stat = Path(f"/proc/{backend}/stat").read_text()  # while the backend still exists
     postmaster = int(stat[stat.rindex(")") + 2 :].split()[1])
     client = stack.redis()
     redis_pid = int(client.info("server")["process_id"])
