@@ -58,11 +58,14 @@ class TestClassify:
     def test_a_429_without_retry_after_is_an_error(self) -> None:
         assert classify(429, {}, LIMITED, (200,), None)[0] == "error"
 
-    def test_a_503_must_have_the_standard_error_shape(self) -> None:
-        assert classify(503, {}, UNAVAILABLE, (200,), None)[0] == "unavailable"
+    def test_a_503_must_have_the_standard_error_shape_and_retry_after(self) -> None:
+        retry = {"retry-after": "5"}
+        assert classify(503, retry, UNAVAILABLE, (200,), None)[0] == "unavailable"
+        assert classify(503, {}, UNAVAILABLE, (200,), None)[0] == "error"
         html = b"<html>503 Service Temporarily Unavailable</html>"
-        assert classify(503, {}, html, (200,), None)[0] == "error"
-        assert classify(503, {}, {**UNAVAILABLE, "request_id": None}, (200,), None)[0] == "error"
+        assert classify(503, retry, html, (200,), None)[0] == "error"
+        broken = {**UNAVAILABLE, "request_id": None}
+        assert classify(503, retry, broken, (200,), None)[0] == "error"
 
     def test_any_other_status_is_an_error_naming_the_code(self) -> None:
         kind, detail = classify(500, {}, {"code": "internal_error"}, (200,), None)

@@ -93,6 +93,8 @@ def classify(
         return ("error", problem) if problem else ("rate_limited", "")
     if status == 503:
         problem = error_shape(body, 503, "service_unavailable")
+        if problem is None and not headers.get("retry-after"):
+            problem = "503 without Retry-After"
         return ("error", problem) if problem else ("unavailable", "")
     if isinstance(body, dict):
         errors = json.dumps(body.get("errors"), sort_keys=True)[:120] if body.get("errors") else ""
