@@ -160,21 +160,23 @@ def job_lifecycle(directed: Directed) -> None:
     )
     directed.call("downloadJobResult", 410, path_parameters=path)
 
+    # Jobs written straight to the database, with no message for the worker: they stay as made.
     owner = directed.accounts.user_id("user")
-    running = directed.in_database(lambda session: _running_job(session, owner_id=owner))
+    running = directed.in_database(lambda session: _job(session, owner_id=owner, running=True))
     directed.call("cancelJob", 202, path_parameters={"job_id": running})
+    queued = {"job_id": directed.in_database(lambda session: _job(session, owner_id=owner))}
+    directed.call("getJob", 200, path_parameters=queued)
+    directed.call("downloadJobResult", 409, path_parameters=queued)
+    directed.call("cancelJob", 200, path_parameters=queued)
 
 
-def _running_job(session: Session, *, owner_id: int) -> int:
-    job = Job(
-        owner_id=owner_id,
-        type="tasks.export",
-        params={"format": "csv"},
-        state="running",
-        attempts=1,
-        started_at=utcnow(),
-        lease_until=utcnow() + timedelta(hours=1),
-    )
+def _job(session: Session, *, owner_id: int, running: bool = False) -> int:
+    job = Job(owner_id=owner_id, type="tasks.export", params={"format": "csv"})
+    if running:
+        job.state = "running"
+        job.attempts = 1
+        job.started_at = utcnow()
+        job.lease_until = utcnow() + timedelta(hours=1)
     session.add(job)
     session.flush()
     return job.id

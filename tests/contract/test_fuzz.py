@@ -253,6 +253,24 @@ def test_every_secured_operation_answers_401_without_a_token(
         directed.call(operation["operationId"], 401, role=None, path_parameters=path)
 
 
+def test_every_documented_400_answers_malformed_json(
+    contract_stack: LiveStack, accounts: Accounts, observations: Observations
+) -> None:
+    directed = Directed(schema, contract_stack, accounts, observations)
+    documented = [
+        (path, operation)
+        for path, item in DOCUMENT["paths"].items()
+        for method, operation in item.items()
+        if method != "parameters"
+        and "400" in operation["responses"]
+        and "application/json" in operation.get("requestBody", {}).get("content", {})
+    ]
+    assert len(documented) >= 6
+    for template, operation in documented:
+        path = {name: SAMPLE_PATH_VALUES[name] for name in re.findall(r"{(\w+)}", template)}
+        directed.call(operation["operationId"], 400, path_parameters=path, raw_body=b'{"a": ')
+
+
 def test_readiness_without_a_database_answers_503(
     accounts: Accounts, observations: Observations, tmp_path: Path
 ) -> None:
@@ -275,7 +293,7 @@ def test_every_documented_status_was_observed(
     observations: Observations, request: pytest.FixtureRequest
 ) -> None:
     fuzzed = [item for item in request.session.items if item.module is request.module]
-    if len(fuzzed) < len(DIRECTED) + 7:
+    if len(fuzzed) < len(DIRECTED) + 8:
         pytest.skip("run the whole module: the statuses are observed across all of it")
     documented = {
         (operation["operationId"], int(status))
