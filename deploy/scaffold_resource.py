@@ -54,10 +54,12 @@ class Names:
 
     @property
     def model(self) -> str:
+        """The model class name (``Note``, ``PurchaseOrder``)."""
         return "".join(part.capitalize() for part in self.singular.split("_"))
 
     @property
     def constant(self) -> str:
+        """The prefix of the event constants (``NOTE``)."""
         return self.singular.upper()
 
     @property
@@ -71,6 +73,7 @@ class Names:
         return self.plural.replace("_", " ")
 
     def substitutions(self) -> dict[str, str]:
+        """The placeholders of the templates below."""
         return {
             "plural": self.plural,
             "singular": self.singular,
@@ -103,6 +106,7 @@ def resource_names(plural: str, singular: str | None) -> Names:
 
 
 def render(template: str, names: Names) -> str:
+    """``template`` with ``names`` in its placeholders."""
     return Template(template).substitute(names.substitutions())
 
 
@@ -706,6 +710,7 @@ def test_a_redelivered_event_is_consumed_once(db_session: Session, user: User) -
 
 
 def write_new(path: Path, text: str) -> Path:
+    """Write a file that must not exist yet."""
     if path.exists():
         raise ScaffoldError(f"{path.relative_to(ROOT)} already exists; choose another NAME")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -792,6 +797,7 @@ def register(root: Path, names: Names) -> list[Path]:
 
 
 def flask_db(root: Path, database_url: str, instance: Path, *args: str) -> str:
+    """Run ``flask db ARGS`` on ``database_url`` (testing profile); its output."""
     environment = {
         **os.environ,
         "APP_ENV": "testing",
