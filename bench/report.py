@@ -225,6 +225,10 @@ def targets(scenarios: dict[str, Scenario], facts: dict[str, Any]) -> list[str]:
         if len(pair) == 2:
             slowdown = pair[0].median.requests_per_second / pair[1].median.requests_per_second
             rows.append((f"{label}: req/s small ÷ large ≤ 1.2", f"{slowdown:.2f}", slowdown <= 1.2))
+            by_cpu = service_cpu_ms(pair[1]) / service_cpu_ms(pair[0])
+            rows.append(
+                (f"{label}: CPU/request large ÷ small ≤ 1.2", f"{by_cpu:.2f}", by_cpu <= 1.2)
+            )
     latency = facts.get("latency")
     if latency is not None:
         rows.append(
