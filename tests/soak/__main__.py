@@ -75,6 +75,9 @@ def save_raw(result: SoakResult, path: Path) -> None:
         "faults": [dataclasses.asdict(fault) for fault in result.plan.faults],
         "first_seen": result.first_seen,
         "event_times": result.event_times,
+        "deliveries": (  # delivery id -> (event id, state, attempts)
+            result.ledger.deliveries if result.ledger is not None else {}
+        ),
     }
     path.write_text(json.dumps(data))
 

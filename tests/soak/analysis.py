@@ -221,7 +221,8 @@ def recovery(samples: Sequence[Sample], fault: Fault, plan: Plan) -> Recovery:
     # Only PostgreSQL's outage outlives its restart (pools reconnect); the others end when the
     # service is back, and a later fault's requests must not be counted against them.
     end = fault.up_at + (plan.recovery_grace if fault.kind == POSTGRES_RESTART else 0.0)
-    span = [s for s in samples if fault.started <= s.at <= end]
+    # In flight at some point of the span, as in ``outcomes``.
+    span = [s for s in samples if s.at <= end and s.at + s.seconds >= fault.started]
     unavailable = [s.at for s in span if s.kind == "unavailable"]
     down = [s.seconds for s in span if s.at <= fault.up_at and s.kind != "rate_limited"]
     last = max(unavailable, default=None)

@@ -106,16 +106,17 @@ class TestRecovery:
         plan = plan_with_postgres_outage()
         samples = [
             sample(99, "ok"),
+            sample(99.95, "unavailable", 503, seconds=0.1),  # in flight at the stop
             sample(101, "unavailable", 503, seconds=0.002),
             sample(110, "unavailable", 503, seconds=0.004),
             sample(117.5, "unavailable", 503),
             sample(118, "ok"),
         ]
         recovery = analysis.recovery(samples, plan.faults[0], plan)
-        assert recovery.unavailable == 3
-        assert recovery.first_unavailable == 101
+        assert recovery.unavailable == 4
+        assert recovery.first_unavailable == 99.95
         assert recovery.recovered_after == pytest.approx(2.5)
-        assert recovery.p99_during == 0.004
+        assert recovery.p99_during == 0.1  # the slowest of the four sent while it was down
 
     def test_no_503_after_the_restart_is_an_immediate_recovery(self) -> None:
         plan = plan_with_postgres_outage()
