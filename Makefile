@@ -43,9 +43,9 @@ lint: install-dev ## ruff (lint + format check), mypy and the layering contracts
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 
-format: install-dev ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix .
+format: install-dev ## Apply ruff's formatting and fixes
 	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 test: install-dev lint ## Lint, then the whole suite against real PostgreSQL and Redis
 	$(BIN)/pytest
