@@ -60,8 +60,8 @@ bench: install-dev ## Benchmark suite (wrk, ~25 min) -> bench/results/latest.md
 bench-quick: install-dev ## The same, a few seconds per scenario -> bench/results/quick.md
 	BENCH_QUICK=1 $(BIN)/python -m bench.run
 
-fuzz: install-dev ## Contract fuzzing at length (schemathesis; SCHEMATHESIS_MAX_EXAMPLES=300 by default)
-	SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-300} $(BIN)/pytest tests/contract
+fuzz: install-dev ## Contract fuzzing at length (schemathesis; SCHEMATHESIS_MAX_EXAMPLES=100 by default)
+	SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-100} $(BIN)/pytest tests/contract
 
 soak: install-dev ## 10 min of mixed load through nginx, faults injected (SOAK_SECONDS) -> bench/results/soak-latest.md
 	$(BIN)/python -m tests.soak

@@ -71,10 +71,26 @@ def accounts(contract_stack: LiveStack) -> Accounts:
     return Accounts(contract_stack.app)
 
 
+OBSERVATIONS = pytest.StashKey[Observations]()
+
+
 @pytest.fixture(scope="module")
-def observations() -> Observations:
-    """Every (operation, status) the module's cases received."""
-    return Observations()
+def observations(request: pytest.FixtureRequest) -> Observations:
+    """Every (operation, status) the module's cases received (reported at the end)."""
+    observed = Observations()
+    request.config.stash[OBSERVATIONS] = observed
+    return observed
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """How many cases were generated, per source."""
+    observed = config.stash.get(OBSERVATIONS, None)
+    if observed is not None and observed.cases:
+        by_source = ", ".join(f"{source} {count}" for source, count in observed.cases.items())
+        terminalreporter.write_line(
+            f"contract fuzzing: {sum(observed.cases.values())} cases ({by_source}); "
+            f"{len(observed.seen())} distinct (operation, status) pairs"
+        )
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +51,25 @@ CONFIG = schemathesis.Config.from_dict(
             # state no schema can describe: an If-Match naming another version is a 412
             # (RFC 9110), and a well-formed reset token that was never issued, expired or was
             # used is a 400 invalid_token. Every other check still applies to these operations.
+            # createJob also takes multipart/form-data (the CSV import), and multipart carries
+            # only strings: a body made "invalid" by a JSON type (a number, a null, a nested
+            # object where a string belongs) reaches the server as a valid string. Its invalid
+            # JSON bodies are proven rejected by tests/jobs/test_routes.py and the bad-input
+            # matrix in tests/security; every other check still applies to createJob.
+            {
+                "include-operation-id": ["createJob"],
+                "checks": {"negative_data_rejection": {"enabled": False}},
+            },
             {
                 "include-operation-id": ["replaceTask", "updateTask", "deleteTask"],
                 "checks": {
                     "positive_data_acceptance": {"expected-statuses": [*POSITIVE_STATUSES, "412"]}
+                },
+            },
+            {
+                "include-operation-id": ["confirmPasswordReset"],
+                "checks": {
+                    "positive_data_acceptance": {"expected-statuses": [*POSITIVE_STATUSES, "400"]}
                 },
             },
             # The readiness probe's documented answer when the database is down.
@@ -63,12 +77,6 @@ CONFIG = schemathesis.Config.from_dict(
                 "include-operation-id": ["ready"],
                 "checks": {
                     "not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "503"]}
-                },
-            },
-            {
-                "include-operation-id": ["confirmPasswordReset"],
-                "checks": {
-                    "positive_data_acceptance": {"expected-statuses": [*POSITIVE_STATUSES, "400"]}
                 },
             },
         ],
@@ -88,19 +96,6 @@ SETTINGS = hypothesis.settings(
 )
 
 EXPLORE = (hypothesis.Phase.explicit, hypothesis.Phase.reuse, hypothesis.Phase.generate)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def summary(observations: Observations, request: pytest.FixtureRequest) -> Iterator[None]:
-    """Print how many cases were generated, per source, at the end of the module."""
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        by_source = ", ".join(f"{source} {count}" for source, count in observations.cases.items())
-        reporter.write_line(
-            f"contract fuzzing: {sum(observations.cases.values())} cases ({by_source}); "
-            f"{len(observations.seen())} distinct (operation, status) pairs"
-        )
 
 
 @schemathesis.hook
