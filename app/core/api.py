@@ -15,10 +15,11 @@ import marshmallow as ma
 from apispec import APISpec, BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask, request
-from flask_smorest.utils import prepare_response
+from flask_smorest.utils import prepare_response, resolve_schema_instance
 from webargs.flaskparser import FlaskParser
 
 from app.core.auth import current_principal, require_admin
+from app.core.dumping import fast_dump
 from app.core.errors import CODES, MESSAGES, handle_http_exception, register_error_handlers
 from app.core.limits import RULES_ATTRIBUTE, Rate, describe_limits
 from app.core.schemas import PageSize
@@ -225,6 +226,13 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
         if rate_limited:
             # First, so the 429 is then rendered like any @blp.errors response.
             self._prepare_doc_cbks.insert(0, self._document_rate_limits)
+
+    def response(self, status_code: Any, schema: Any = None, **kwargs: Any) -> Any:
+        """flask-smorest's ``response``, dumping through the compiled form of ``schema``
+        (``app.core.dumping``: the same output, a fraction of marshmallow's time)."""
+        if schema is not None:
+            schema = fast_dump(resolve_schema_instance(schema))
+        return super().response(status_code, schema, **kwargs)
 
     def limit(self, *rates: Rate) -> Callable[[F], F]:
         """Apply ``rates`` to the decorated operation, on top of the API budget.
