@@ -16,9 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import marshmallow as ma
-from marshmallow import fields
+from marshmallow import fields, missing
 from marshmallow.decorators import POST_DUMP, PRE_DUMP
-from marshmallow import missing
 
 Dump = Callable[[Any], Any]
 Convert = Callable[[Any], Any]
