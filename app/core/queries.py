@@ -8,6 +8,7 @@ from sqlalchemy import Boolean, String, bindparam
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.visitors import InternalTraversal
 
 LIKE_ESCAPE = "\\"
@@ -40,12 +41,13 @@ class JSONArrayContains(ColumnElement[bool]):
         ("item", InternalTraversal.dp_clauseelement),
     ]
 
-    def __init__(self, array: ColumnElement[Any], item: str) -> None:
+    def __init__(self, array: ColumnElement[Any], item: str | BindParameter[Any]) -> None:
         self.array = array
-        self.item = bindparam(None, item, type_=String())
+        # A named parameter is filled in at execution (a statement built once, run many times).
+        self.item = item if isinstance(item, BindParameter) else bindparam(None, item, String())
 
 
-def json_array_contains(array: Any, item: str) -> JSONArrayContains:
+def json_array_contains(array: Any, item: str | BindParameter[Any]) -> JSONArrayContains:
     """The condition "``item`` is an element of the JSON array column ``array``"."""
     return JSONArrayContains(array, item)
 

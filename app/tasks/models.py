@@ -100,3 +100,20 @@ class Task(Base):
             sqlite_where=text("status <> 'done' AND due_at IS NOT NULL"),
         ),
     )
+
+
+class TaskCount(Base):
+    """How many tasks each user owns, so an unfiltered list's total is a key lookup rather than
+    a ``COUNT`` over all of the owner's rows.
+
+    The database keeps it: triggers on ``tasks`` (migration ``0002_task_counts``) add and
+    subtract in the same transaction as every insert, delete, owner change and truncate,
+    whichever code or tool runs them. The application only reads it.
+    """
+
+    __tablename__ = "task_counts"
+
+    owner_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    total: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

@@ -9,12 +9,13 @@ change committed in between fails with ``PreconditionFailed`` instead of being o
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.elements import UnaryExpression
@@ -24,7 +25,7 @@ from app.core.database import utcnow
 from app.core.errors import Forbidden, NotFound, PreconditionFailed
 from app.core.queries import LIKE_ESCAPE, json_array_contains, like_contains
 from app.events.service import TASK_COMPLETED, TASK_CREATED, TASK_DELETED, TASK_UPDATED, record
-from app.tasks.models import Task, TaskPriority, TaskStatus
+from app.tasks.models import Task, TaskCount, TaskPriority, TaskStatus
 
 EDITABLE_FIELDS = ("title", "description", "status", "priority", "due_at", "tags")
 DEFAULTS: Mapping[str, Any] = {
@@ -54,7 +55,7 @@ def create_task(session: Session, *, owner_id: int, values: Mapping[str, Any]) -
 
 def get_task(session: Session, *, owner_id: int, task_id: int) -> Task:
     """The task ``task_id`` of ``owner_id``; ``NotFound`` if it is missing or someone else's."""
-    task = session.scalars(_owned(owner_id, task_id)).one_or_none()
+    task = session.scalars(_OWNED, {"task_id": task_id, "owner_id": owner_id}).one_or_none()
     if task is None:
         raise NotFound("Task not found.")
     return task
@@ -136,32 +137,63 @@ def list_tasks(
     """
     if owner_id is not None and not viewer.is_admin:
         raise Forbidden("Only administrators may filter by owner_id.")
-    conditions: list[ColumnElement[bool]] = []
-    if not viewer.is_admin:
-        conditions.append(Task.owner_id == viewer.user_id)
-    elif owner_id is not None:
-        conditions.append(Task.owner_id == owner_id)
-    if status is not None:
-        conditions.append(Task.status == TaskStatus(status).value)
-    if priority is not None:
-        conditions.append(Task.priority == TaskPriority(priority))
-    if tag is not None:
-        conditions.append(json_array_contains(Task.tags, tag))
-    if due_after is not None:
-        conditions.append(Task.due_at >= due_after)
-    if due_before is not None:
-        conditions.append(Task.due_at < due_before)
-    if q is not None:
-        conditions.append(Task.title.ilike(like_contains(q), escape=LIKE_ESCAPE))
-
-    total = session.scalar(select(func.count()).select_from(Task).where(*conditions)) or 0
+    owner = viewer.user_id if not viewer.is_admin else owner_id
+    filters = {
+        "status": None if status is None else TaskStatus(status).value,
+        "priority": None if priority is None else TaskPriority(priority),
+        "tag": tag,
+        "due_after": due_after,
+        "due_before": due_before,
+        "q": None if q is None else like_contains(q),
+    }
+    given: dict[str, Any] = {name: value for name, value in filters.items() if value is not None}
+    if owner is not None:
+        given["owner_id"] = owner
+    count, page_query = _list_statements(frozenset(given), sort)
+    total = session.scalar(count, given) or 0
     offset = (page - 1) * page_size
     if offset >= total:
         return [], total
-    query: Select[Task] = (
-        select(Task).where(*conditions).order_by(*order_by(sort)).limit(page_size).offset(offset)
+    return session.scalars(page_query, {**given, "limit": page_size, "offset": offset}).all(), total
+
+
+# One condition per filter, each comparing with the bound parameter of the filter's name.
+_CONDITIONS: Mapping[str, Callable[[], ColumnElement[bool]]] = {
+    "owner_id": lambda: Task.owner_id == bindparam("owner_id"),
+    "status": lambda: Task.status == bindparam("status"),
+    "priority": lambda: Task.priority == bindparam("priority"),
+    "tag": lambda: json_array_contains(Task.tags, bindparam("tag")),
+    "due_after": lambda: Task.due_at >= bindparam("due_after"),
+    "due_before": lambda: Task.due_at < bindparam("due_before"),
+    "q": lambda: Task.title.ilike(bindparam("q"), escape=LIKE_ESCAPE),
+}
+
+
+@functools.lru_cache(maxsize=1024)  # 6 sorts x 128 filter sets at most
+def _list_statements(filters: frozenset[str], sort: str) -> tuple[Select[Any], Select[Any]]:
+    """The total and the page queries of a list with ``filters`` given, built once per shape
+    (building a statement cost more CPU than running it) and run with the values as parameters.
+
+    Without filters other than the owner, the total is the owner's row of ``task_counts`` (or
+    the sum of all of them), which triggers keep exact: no ``COUNT`` over every matching row.
+    """
+    conditions = [_CONDITIONS[name]() for name in sorted(filters)]
+    if filters == {"owner_id"}:
+        count = select(func.coalesce(func.sum(TaskCount.total), 0)).where(
+            TaskCount.owner_id == bindparam("owner_id")
+        )
+    elif not filters:
+        count = select(func.coalesce(func.sum(TaskCount.total), 0))
+    else:
+        count = select(func.count()).select_from(Task).where(*conditions)
+    page = (
+        select(Task)
+        .where(*conditions)
+        .order_by(*order_by(sort))
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
     )
-    return session.scalars(query).all(), total
+    return count, page
 
 
 def order_by(sort: str) -> list[UnaryExpression[Any]]:
@@ -183,8 +215,8 @@ def order_by(sort: str) -> list[UnaryExpression[Any]]:
     return [column.asc(), Task.id.asc()]
 
 
-def _owned(owner_id: int, task_id: int) -> Select[Task]:
-    return select(Task).where(Task.id == task_id, Task.owner_id == owner_id)
+# Built once: constructing a statement costs more CPU than running it on a hot path.
+_OWNED = select(Task).where(Task.id == bindparam("task_id"), Task.owner_id == bindparam("owner_id"))
 
 
 def _change(
