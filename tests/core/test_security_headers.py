@@ -116,3 +116,18 @@ def test_outside_production_debug_mode_follows_the_setting(
     app = make_test_app(database_url, instance_path, FLASK_DEBUG=True)
 
     assert app.debug is True
+
+
+def test_a_view_keeps_the_values_it_set_and_no_header_is_doubled(tmp_path: Path) -> None:
+    app = create_app({"APP_ENV": "testing", "INSTANCE_PATH": str(tmp_path)})
+
+    @app.get("/framed")
+    def framed() -> Any:
+        return "", 204, {"x-frame-options": "SAMEORIGIN", "Content-Security-Policy": "sandbox"}
+
+    response = app.test_client().get("/framed")
+
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert response.headers.getlist("Content-Security-Policy") == ["sandbox"]
+    for name in COMMON:
+        assert len(response.headers.getlist(name)) == 1, name
