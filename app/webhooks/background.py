@@ -15,6 +15,7 @@ from app.events.models import OutboxEvent
 from app.events.registry import FollowUp, consumer
 from app.extensions import db
 from app.webhooks import deliveries
+from app.webhooks.connection import attempt_session
 from app.webhooks.deliveries import DELIVER_TASK, Attempt
 from app.webhooks.sender import HttpOptions, Outcome, OutcomeKind, post
 from app.webhooks.signing import signature_headers
@@ -71,8 +72,9 @@ def attempt_delivery(delivery_id: uuid.UUID) -> str:
     countdown, a later one (or a lost message) is found by ``sweep_due_deliveries``.
     """
     settings = current_settings()
-    # The claim and the outcome share one connection: one pool checkout (and ping) per attempt.
-    with db.one_connection() as session:
+    # The claim and the outcome share one connection: one pool checkout (and ping) per attempt,
+    # and each is one statement committing on its own (app.webhooks.connection).
+    with attempt_session() as session:
         attempt = deliveries.claim_delivery(session, delivery_id=delivery_id)
         if attempt is None:
             return "not due or claimed elsewhere"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -44,6 +45,12 @@ def _box(settings: Settings) -> MultiFernet:
         materials.append(settings.SECRET_KEY.get_secret_value())
     if not materials:
         raise ConfigError("WEBHOOK_SECRET_KEY: neither it nor SECRET_KEY is set")
+    return _box_of(tuple(materials))
+
+
+@functools.lru_cache(maxsize=8)
+def _box_of(materials: tuple[str, ...]) -> MultiFernet:
+    """The keys of ``materials``, derived once per process (not once per delivery)."""
     return MultiFernet([Fernet(_fernet_key(material)) for material in materials])
 
 

@@ -9,23 +9,25 @@ dispatcher commits it together with its idempotency marker).
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import BindParameter, Table, Update, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings, current_settings
-from app.core.database import relax_commit_durability, utcnow
+from app.core.database import utcnow
 from app.core.messaging import send_task
 from app.core.retry import backoff_delay
 from app.events.models import OutboxEvent
 from app.events.service import WEBHOOK_DISABLED, record
+from app.webhooks.connection import relaxed_commit, transaction
 from app.webhooks.crypto import SecretUnreadable, decrypt_secret
 from app.webhooks.models import DeliveryState, Webhook, WebhookDelivery
 from app.webhooks.sender import Outcome, OutcomeKind
@@ -37,6 +39,9 @@ DELIVER_TASK = "webhooks.deliver"
 ALL_EVENTS = "*"
 ENDPOINT_DISABLED = "endpoint disabled"
 LEASE_MARGIN_SECONDS = 1.0
+# The tables, for the Core statements of the hot path.
+_DELIVERIES = cast(Table, WebhookDelivery.__table__)
+_WEBHOOKS = cast(Table, Webhook.__table__)
 
 
 @dataclass(frozen=True)
@@ -102,62 +107,73 @@ def create_deliveries(session: Session, *, event: OutboxEvent) -> list[uuid.UUID
     return ids
 
 
+@functools.cache
+def _claim_statement(dialect: str) -> Update:
+    """The claim, built once per process (Core, not the ORM: no per-call construction, cache
+    key or ORM bookkeeping; each costs more Python than the statement costs PostgreSQL)."""
+    deliveries, webhooks = _DELIVERIES.c, _WEBHOOKS.c
+    now: BindParameter[datetime] = bindparam("now")
+    return (
+        update(_DELIVERIES)
+        .where(
+            deliveries.id == bindparam("delivery_id"),
+            deliveries.state == DeliveryState.PENDING.value,
+            deliveries.next_attempt_at <= now,
+            or_(deliveries.lease_until.is_(None), deliveries.lease_until < now),
+            webhooks.id == deliveries.webhook_id,
+        )
+        .values(lease_until=bindparam("lease_until"), lease_token=bindparam("token"))
+        .returning(
+            deliveries.webhook_id,
+            deliveries.attempts,
+            deliveries.event_name,
+            deliveries.event_created_at,
+            deliveries.payload,
+            webhooks.url,
+            webhooks.secret_ciphertext,
+            webhooks.is_active,
+            relaxed_commit(dialect),
+        )
+    )
+
+
 def claim_delivery(
     session: Session, *, delivery_id: uuid.UUID, now: datetime | None = None
 ) -> Attempt | None:
-    """Lease a due, unclaimed delivery for one attempt; None if it is not due or someone has it."""
+    """Lease a due, unclaimed delivery for one attempt; None if it is not due or someone has it.
+
+    One statement: the lease is taken and what the attempt needs (the delivery and its
+    endpoint) comes back with it. A lease lost in a database crash only allows one more attempt
+    (deliveries are at-least-once and carry a stable webhook-id), so its commit skips the flush.
+    """
     settings = current_settings()
     now = now or utcnow()
     token = uuid.uuid4()
-    # A lease lost in a database crash only allows one more attempt (deliveries are
-    # at-least-once and carry a stable webhook-id); it need not wait for a disk flush.
-    relax_commit_durability(session)
-    # One UPDATE ... RETURNING takes the lease and reads what the attempt needs, a second
-    # statement reads the endpoint (the claim used to be three statements).
     claimed = session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == delivery_id,
-            WebhookDelivery.state == DeliveryState.PENDING.value,
-            WebhookDelivery.next_attempt_at <= now,
-            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-        )
-        .values(lease_until=now + timedelta(seconds=lease_seconds(settings)), lease_token=token)
-        .returning(
-            WebhookDelivery.webhook_id,
-            WebhookDelivery.attempts,
-            WebhookDelivery.event_name,
-            WebhookDelivery.event_created_at,
-            WebhookDelivery.payload,
-        ),
+        _claim_statement(session.get_bind().dialect.name),
+        {
+            "delivery_id": delivery_id,
+            "now": now,
+            "lease_until": now + timedelta(seconds=lease_seconds(settings)),
+            "token": token,
+        },
     ).one_or_none()
-    if claimed is None:
-        session.rollback()
+    session.commit()
+    if claimed is None:  # not due, leased by someone else, or its endpoint was deleted
         return None
-    webhook = session.execute(
-        select(Webhook.url, Webhook.secret_ciphertext, Webhook.is_active).where(
-            Webhook.id == claimed.webhook_id
-        )
-    ).one_or_none()
-    if webhook is None:  # deleted meanwhile
-        session.rollback()
-        return None
-    if not webhook.is_active:
-        delivery = session.get(WebhookDelivery, delivery_id, populate_existing=True)
-        if delivery is not None:
-            _finish(delivery, DeliveryState.FAILED, now=now, error=ENDPOINT_DISABLED)
-        session.commit()
+    if not claimed.is_active:
+        _fail_leased(session, delivery_id=delivery_id, token=token, now=now)
         return None
     try:
-        secret: str | None = decrypt_secret(settings, webhook.secret_ciphertext)
+        secret: str | None = decrypt_secret(settings, claimed.secret_ciphertext)
     except SecretUnreadable:
         secret = None
-    attempt = Attempt(
+    return Attempt(
         delivery_id=delivery_id,
         webhook_id=claimed.webhook_id,
         lease_token=token,
         number=claimed.attempts + 1,
-        url=webhook.url,
+        url=claimed.url,
         secret=secret,
         body=message_body(
             event_name=claimed.event_name,
@@ -165,8 +181,27 @@ def claim_delivery(
             payload=claimed.payload,
         ),
     )
+
+
+def _fail_leased(
+    session: Session, *, delivery_id: uuid.UUID, token: uuid.UUID, now: datetime
+) -> None:
+    """Fail the delivery just leased for a disabled endpoint (not attempted)."""
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.lease_token == token)
+        .values(
+            state=DeliveryState.FAILED.value,
+            last_error=ENDPOINT_DISABLED,
+            next_attempt_at=None,
+            lease_until=None,
+            lease_token=None,
+            queued_until=None,
+            updated_at=now,
+        ),
+        execution_options={"synchronize_session": False},
+    )
     session.commit()
-    return attempt
 
 
 def record_outcome(
@@ -187,12 +222,29 @@ def record_outcome(
     if outcome.kind is OutcomeKind.SUCCESS:
         _record_success(session, attempt=attempt, outcome=outcome, now=now)
         return None
+    # Several statements under row locks, committed durably: a real transaction.
+    with transaction(session) as locked:
+        return _record_failure(locked, attempt=attempt, outcome=outcome, now=now, rng=rng)
+
+
+def _record_failure(
+    session: Session,
+    *,
+    attempt: Attempt,
+    outcome: Outcome,
+    now: datetime,
+    rng: random.Random | None,
+) -> float | None:
     settings = current_settings()
     webhook_id = session.scalar(
         select(WebhookDelivery.webhook_id).where(WebhookDelivery.id == attempt.delivery_id)
     )
     # Endpoint first, then delivery: the order every writer uses, so they cannot deadlock.
-    webhook = session.get(Webhook, webhook_id, with_for_update=True) if webhook_id else None
+    webhook = (
+        session.get(Webhook, webhook_id, with_for_update=True, populate_existing=True)
+        if webhook_id
+        else None
+    )
     delivery = session.scalars(
         select(WebhookDelivery)
         .where(
@@ -201,6 +253,7 @@ def record_outcome(
             WebhookDelivery.state == DeliveryState.PENDING.value,
         )
         .with_for_update()
+        .execution_options(populate_existing=True)
     ).one_or_none()
     if webhook is None or delivery is None:
         session.rollback()
@@ -237,32 +290,25 @@ def record_outcome(
     return countdown
 
 
-def _record_success(session: Session, *, attempt: Attempt, outcome: Outcome, now: datetime) -> None:
-    """Mark the attempt's delivery succeeded and end its endpoint's failure streak.
-
-    Two statements and no lock on a healthy endpoint: its row is written (and locked) only when
-    a failure streak must end, so concurrent successes to one endpoint do not queue behind each
-    other's commit. Endpoint first, then delivery, as every writer does. A success lost in a
-    database crash leaves the delivery pending with its lease run out: it is sent once more,
-    with the same webhook-id (at-least-once), so the commit need not wait for the disk.
-    """
-    relax_commit_durability(session)
-    session.execute(
-        update(Webhook)
-        .where(Webhook.id == attempt.webhook_id, Webhook.failing_since.is_not(None))
-        .values(failing_since=None),
+@functools.cache
+def _success_statement(dialect: str) -> Update:
+    """The success mark, built once per process (see ``_claim_statement``)."""
+    deliveries, webhooks = _DELIVERIES.c, _WEBHOOKS.c
+    now: BindParameter[datetime] = bindparam("now")
+    failing_since = (
+        select(webhooks.failing_since).where(webhooks.id == deliveries.webhook_id).scalar_subquery()
     )
-    recorded = session.execute(
-        update(WebhookDelivery)
+    return (
+        update(_DELIVERIES)
         .where(
-            WebhookDelivery.id == attempt.delivery_id,
-            WebhookDelivery.lease_token == attempt.lease_token,
-            WebhookDelivery.state == DeliveryState.PENDING.value,
+            deliveries.id == bindparam("delivery_id"),
+            deliveries.lease_token == bindparam("token"),
+            deliveries.state == DeliveryState.PENDING.value,
         )
         .values(
-            attempts=WebhookDelivery.attempts + 1,
+            attempts=deliveries.attempts + 1,
             last_attempt_at=now,
-            last_status_code=outcome.status_code,
+            last_status_code=bindparam("status_code"),
             last_error=None,
             state=DeliveryState.SUCCEEDED.value,
             delivered_at=now,
@@ -272,15 +318,43 @@ def _record_success(session: Session, *, attempt: Attempt, outcome: Outcome, now
             queued_until=None,
             updated_at=now,
         )
-        .returning(WebhookDelivery.id),
+        .returning(failing_since.label("failing_since"), relaxed_commit(dialect))
+    )
+
+
+def _record_success(session: Session, *, attempt: Attempt, outcome: Outcome, now: datetime) -> None:
+    """Mark the attempt's delivery succeeded, then end its endpoint's failure streak if any.
+
+    One statement on a healthy endpoint: the delivery is marked and the endpoint's streak read
+    back in the same ``UPDATE ... RETURNING``; the endpoint row is written (and locked) only
+    when a streak must end, in a statement of its own, so no transaction ever holds the two rows
+    (the breaker and ``update_webhook`` lock the endpoint first). A success lost in a database
+    crash leaves the delivery pending with its lease run out: it is sent once more, with the
+    same webhook-id (at-least-once), so the commit need not wait for the disk.
+    """
+    recorded = session.execute(
+        _success_statement(session.get_bind().dialect.name),
+        {
+            "delivery_id": attempt.delivery_id,
+            "token": attempt.lease_token,
+            "now": now,
+            "status_code": outcome.status_code,
+        },
     ).one_or_none()
+    session.commit()
     if recorded is None:  # a stale attempt: its lease was taken over, or it was replayed
-        session.rollback()
         logger.info(
             "stale webhook attempt ignored", extra={"delivery_id": str(attempt.delivery_id)}
         )
         return
-    session.commit()
+    if recorded.failing_since is not None:
+        session.execute(
+            update(Webhook)
+            .where(Webhook.id == attempt.webhook_id, Webhook.failing_since.is_not(None))
+            .values(failing_since=None),
+            execution_options={"synchronize_session": False},
+        )
+        session.commit()
 
 
 def _schedule_retry(

@@ -162,6 +162,9 @@ def redeliver(
         select(WebhookDelivery)
         .where(WebhookDelivery.id == delivery_id, WebhookDelivery.webhook_id == webhook.id)
         .with_for_update()
+        # The row as locked now, not as this session last saw it (a worker's claim may have
+        # leased it since; that lease must be cleared, or the worker's outcome would count).
+        .execution_options(populate_existing=True)
     ).one_or_none()
     if delivery is None:
         raise NotFound("Delivery not found.")
