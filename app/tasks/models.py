@@ -103,12 +103,14 @@ class Task(Base):
 
 
 class TaskCount(Base):
-    """How many tasks each user owns, so an unfiltered list's total is a key lookup rather than
-    a ``COUNT`` over all of the owner's rows.
+    """How many tasks each user owns, so an unfiltered list's total is the sum of a few rows
+    rather than a ``COUNT`` over all of the owner's rows.
 
     The database keeps it: triggers on ``tasks`` (migration ``0002_task_counts``) add and
     subtract in the same transaction as every insert, delete, owner change and truncate,
-    whichever code or tool runs them. The application only reads it.
+    whichever code or tool runs them. Each connection writes its own ``slot`` (its backend pid
+    modulo 16), so concurrent writes of one owner rarely wait for one another's row lock; a
+    slot alone may go negative, the sum is exact. The application only reads it.
     """
 
     __tablename__ = "task_counts"
@@ -116,4 +118,5 @@ class TaskCount(Base):
     owner_id: Mapped[int] = mapped_column(
         IdType, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
+    slot: Mapped[int] = mapped_column(SmallInteger, primary_key=True, server_default=text("0"))
     total: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

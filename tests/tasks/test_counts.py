@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, NullPool, create_engine, func, select, text
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -25,9 +25,12 @@ FROM (SELECT :first AS owner_id UNION ALL SELECT :second) AS owners,
 
 
 def counted(connection: Connection | Session) -> dict[int, int]:
-    """Owner -> total as ``task_counts`` holds it (owners with no task left omitted)."""
-    rows = connection.execute(select(TaskCount.owner_id, TaskCount.total)).all()
-    return {owner: total for owner, total in rows if total}
+    """Owner -> total as ``task_counts`` holds it, its slots added up (owners with no task left
+    omitted)."""
+    rows = connection.execute(
+        select(TaskCount.owner_id, func.sum(TaskCount.total)).group_by(TaskCount.owner_id)
+    ).all()
+    return {owner: int(total) for owner, total in rows if total}
 
 
 def actual(connection: Connection | Session) -> dict[int, int]:
@@ -121,8 +124,10 @@ def test_list_totals_come_from_the_counts(
 ) -> None:
     db_session.execute(text(INSERT_TASKS), {"first": user.id, "second": other_user.id})
     # A total the triggers did not write shows that the list reads it rather than counting.
+    db_session.execute(text("DELETE FROM task_counts WHERE owner_id = :o"), {"o": user.id})
     db_session.execute(
-        text("UPDATE task_counts SET total = 41 WHERE owner_id = :o"), {"o": user.id}
+        text("INSERT INTO task_counts (owner_id, slot, total) VALUES (:o, 3, 40), (:o, 7, 1)"),
+        {"o": user.id},
     )
     viewer, owner = (admin, user.id) if as_admin else (user, None)
     _items, total = service.list_tasks(
@@ -142,3 +147,43 @@ def test_an_administrators_unfiltered_total_is_every_task(
     db_session.execute(text(INSERT_TASKS), {"first": user.id, "second": other_user.id})
     _items, total = service.list_tasks(db_session, viewer=principal(admin), page=1, page_size=5)
     assert total == db_session.scalar(select(func.count()).select_from(Task))
+
+
+def test_concurrent_writers_of_one_owner_do_not_wait_for_each_other(
+    live_database_url: str,
+) -> None:
+    """Each connection counts in the slot of its backend pid: while one transaction that
+    created a task is still open, another connection creates one for the same owner at once
+    (one counter row per owner made every create wait for the previous commit)."""
+    engine = create_engine(live_database_url, poolclass=NullPool)
+    try:
+        with engine.begin() as setup:
+            owner = setup.execute(
+                text(
+                    "INSERT INTO users (email, password_hash, role, is_active, created_at, "
+                    "updated_at, password_changed_at) VALUES ('slots@example.com', 'x', 'user', "
+                    "true, now(), now(), now()) RETURNING id"
+                )
+            ).scalar_one()
+        first = engine.connect()
+        first_slot = first.execute(text("SELECT pg_backend_pid() % 16")).scalar_one()
+        first.execute(text(INSERT_TASKS), {"first": owner, "second": owner})  # open, uncommitted
+        others = []
+        try:
+            second = engine.connect()
+            while second.execute(text("SELECT pg_backend_pid() % 16")).scalar_one() == first_slot:
+                others.append(second)  # same slot: keep it open so the next pid differs
+                assert len(others) < 50
+                second = engine.connect()
+            second.execute(text("SET lock_timeout = '2s'"))
+            second.execute(text(INSERT_TASKS), {"first": owner, "second": owner})  # no wait
+            second.commit()
+            first.commit()
+            assert counted(second)[owner] == 12
+        finally:
+            for connection in (first, second, *others):
+                connection.close()
+    finally:
+        with engine.begin() as cleanup:
+            cleanup.execute(text("DELETE FROM users WHERE email = 'slots@example.com'"))
+        engine.dispose()
