@@ -234,6 +234,12 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
             schema = fast_dump(resolve_schema_instance(schema))
         return super().response(status_code, schema, **kwargs)
 
+    def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
+        """flask-smorest's ``arguments`` with the schema instantiated once: given a class,
+        webargs instantiates it for every request, deep-copying its fields (4% of a list
+        request's CPU)."""
+        return super().arguments(resolve_schema_instance(schema), *args, **kwargs)
+
     def limit(self, *rates: Rate) -> Callable[[F], F]:
         """Apply ``rates`` to the decorated operation, on top of the API budget.
 
