@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from datetime import timedelta
+from typing import cast
 
 from celery import Task, shared_task
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Insert, Table, bindparam, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.config import current_settings
 from app.core.database import relax_commit_durability, utcnow
 from app.core.messaging import send_task
 from app.core.retry import backoff_delay
+from app.events.commits import relaxed_commit
 from app.events.models import ConsumedEvent, OutboxEvent
 from app.events.registry import Consumer, FollowUp, consumers_for
 from app.events.relay import publish_pending
@@ -23,30 +26,72 @@ from app.extensions import db
 logger = logging.getLogger(__name__)
 
 DISPATCH_MAX_RETRIES = 12
+_CONSUMED = cast(Table, ConsumedEvent.__table__)
+_OUTBOX = cast(Table, OutboxEvent.__table__)
 
 
-def run_consumer(session: Session, consumer: Consumer, event: OutboxEvent) -> list[FollowUp]:
-    """Apply ``consumer`` to ``event`` once: its effect and the marker commit together."""
-    if session.get(ConsumedEvent, (event.id, consumer.name)) is not None:
-        return []
+@functools.cache
+def _marker_statement(dialect: str) -> Insert:
+    """The "consumed" marker's insert, built once per process (Core, not the ORM)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(_CONSUMED)
+        .values(
+            event_id=bindparam("event_id"),
+            consumer=bindparam("consumer"),
+            consumed_at=bindparam("now"),
+        )
+        .on_conflict_do_nothing(index_elements=["event_id", "consumer"])
+        .returning(_CONSUMED.c.event_id, relaxed_commit(dialect))
+    )
+
+
+def _claim_marker(session: Session, event_id: uuid.UUID, consumer_name: str) -> bool:
+    """Insert the "consumed" marker first; False when it already exists (handled before).
+
+    One ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` instead of a look-up and a later insert.
+    A concurrent run of the same consumer waits on the marker's unique key until the first one
+    commits (then finds it) or rolls back (then takes it). The statement also relaxes the
+    transaction's commit (``relaxed_commit``), without a ``SET LOCAL`` of its own.
+    """
+    statement = _marker_statement(session.get_bind().dialect.name)
+    parameters = {"event_id": event_id, "consumer": consumer_name, "now": utcnow()}
+    return session.execute(statement, parameters).first() is not None
+
+
+def run_consumer(
+    session: Session, consumer: Consumer, event: OutboxEvent, *, last: bool = False
+) -> list[FollowUp]:
+    """Apply ``consumer`` to ``event`` once: its effect and the marker commit together.
+
+    With ``last``, the event's "dispatched" mark commits with them too (one transaction fewer
+    per event); it is set even when the consumer had handled the event before.
+    """
     try:
         # Lost in a database crash, the effect goes with its marker and with the dispatched
-        # mark committed after it, so the event is dispatched again and the consumer redone:
-        # the at-least-once the consumers are written for, without a disk flush per event.
-        relax_commit_durability(session)
-        follow_ups = consumer.handler(session, event)
-        session.add(ConsumedEvent(event_id=event.id, consumer=consumer.name))
+        # mark, so the event is dispatched again and the consumer redone: the at-least-once the
+        # consumers are written for, without a disk flush per event.
+        follow_ups: list[FollowUp] = []
+        if _claim_marker(session, event.id, consumer.name):
+            follow_ups = consumer.handler(session, event)
+        if last:
+            _mark_dispatched(session, event.id)
         session.commit()
-    except IntegrityError:
-        # Another worker consumed the same event concurrently; its effect stands.
-        session.rollback()
-        if session.get(ConsumedEvent, (event.id, consumer.name)) is not None:
-            return []
-        raise
     except Exception:
         session.rollback()
         raise
     return follow_ups
+
+
+_MARK_DISPATCHED = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("event_id"), _OUTBOX.c.dispatched_at.is_(None))
+    .values(dispatched_at=bindparam("now"))
+)
+
+
+def _mark_dispatched(session: Session, event_id: uuid.UUID) -> None:
+    session.execute(_MARK_DISPATCHED, {"event_id": event_id, "now": utcnow()})
 
 
 def send_follow_ups(follow_ups: list[FollowUp]) -> None:
@@ -72,10 +117,18 @@ def _dispatch(self: Task, session: Session, event_id: str) -> int:
     if event is None:
         logger.warning("event not found", extra={"event_id": event_id})
         return 0
+    consumers = consumers_for(event.name)
+    if not consumers:
+        relax_commit_durability(session)
+        _mark_dispatched(session, event.id)
+        session.commit()
+        return 0
     handled = 0
-    for consumer in consumers_for(event.name):
+    for index, consumer in enumerate(consumers):
         try:
-            follow_ups = run_consumer(session, consumer, event)
+            # The last consumer's transaction also marks the event dispatched: every earlier
+            # one has committed by then (a failure raises and retries before reaching it).
+            follow_ups = run_consumer(session, consumer, event, last=index == len(consumers) - 1)
         except Exception as exc:
             attempt = self.request.retries + 1
             logger.warning(
@@ -97,15 +150,6 @@ def _dispatch(self: Task, session: Session, event_id: str) -> int:
             ) from exc
         send_follow_ups(follow_ups)
         handled += 1
-    # The consumers' effects are committed durably above; a lost "dispatched" mark only means
-    # the event is dispatched again, and the consumers skip what they already did.
-    relax_commit_durability(session)
-    session.execute(
-        update(OutboxEvent)
-        .where(OutboxEvent.id == event.id, OutboxEvent.dispatched_at.is_(None))
-        .values(dispatched_at=utcnow())
-    )
-    session.commit()
     return handled
 
 

@@ -3,9 +3,9 @@
 A delivery attempt is a claim and an outcome, each one ``UPDATE ... RETURNING`` on the success
 path. In an ordinary transaction each costs three round trips (psycopg2's ``BEGIN``, the
 statement, ``COMMIT``), and four with ``SET LOCAL synchronous_commit``; in autocommit mode it is
-one, and ``relaxed_commit()`` in its ``RETURNING`` makes that one commit skip the disk flush.
-What needs several statements under row locks (a failed outcome, the circuit breaker) runs in a
-real transaction on the same connection (``transaction``).
+one, and ``relaxed_commit()`` (``app.events.commits``) in its ``RETURNING`` makes that one
+commit skip the disk flush. What needs several statements under row locks (a failed outcome,
+the circuit breaker) runs in a real transaction on the same connection (``transaction``).
 
 Tests bind the app to one connection inside a transaction (``Database.BIND_KEY``); they get the
 usual session, whose commits release savepoints, and SQLite keeps ordinary transactions.
@@ -18,9 +18,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Connection, func, literal
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
 
@@ -77,15 +76,3 @@ def transaction(session: Session) -> Iterator[Session]:
         transactional.close()
         if not bind.invalidated:
             raw.autocommit = True
-
-
-def relaxed_commit(dialect: str) -> ColumnElement[Any]:
-    """A column for a statement's ``RETURNING``: the commit of its transaction does not wait for
-    the disk flush (``synchronous_commit = off`` for that transaction; PostgreSQL only).
-
-    The same promise as ``relax_commit_durability`` without a statement of its own: only for
-    bookkeeping whose loss in a database crash means doing the work once more.
-    """
-    if dialect == "postgresql":
-        return func.set_config("synchronous_commit", "off", True).label("relaxed_commit")
-    return literal(None).label("relaxed_commit")
