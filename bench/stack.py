@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from app.config import RATE_LIMIT_SETTINGS  # noqa: E402
 from tests.support.database import temporary_database  # noqa: E402
 from tests.support.services import ensure_postgres, ensure_redis, free_port  # noqa: E402
 
@@ -42,16 +43,6 @@ WRITER_EMAIL = "writer@bench.invalid"
 USER_TASKS = 10_000
 # Limits nobody reaches: the limiter still counts every request in Redis, as in production.
 HIGH_LIMIT = "100000000/minute"
-RATE_LIMIT_SETTINGS = (
-    "RATELIMIT_DEFAULT",
-    "RATELIMIT_LOGIN_PER_IP",
-    "RATELIMIT_LOGIN_PER_ACCOUNT",
-    "RATELIMIT_REGISTER_PER_IP",
-    "RATELIMIT_REFRESH_PER_IP",
-    "RATELIMIT_PASSWORD_RESET_PER_IP",
-    "RATELIMIT_PASSWORD_RESET_PER_EMAIL",
-    "RATELIMIT_JOB_CREATE_PER_USER",
-)
 
 
 @dataclass

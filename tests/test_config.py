@@ -271,3 +271,18 @@ def test_postgres_urls_connect_through_psycopg2(scheme: str, postgres_server_url
             assert connection.execute(sqlalchemy.text("SELECT 1")).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def test_every_rate_limit_setting_is_listed_once() -> None:
+    """The list the benchmark and the fuzzing stack raise holds every limit the app reads."""
+    from app.config import RATE_LIMIT_SETTINGS, Settings
+
+    limits = {
+        name
+        for name, field in Settings.model_fields.items()
+        if name.startswith("RATELIMIT_")
+        and field.annotation is str
+        and name != "RATELIMIT_STORAGE_URL"
+    }
+    assert set(RATE_LIMIT_SETTINGS) == limits
+    assert len(RATE_LIMIT_SETTINGS) == len(limits)
