@@ -121,12 +121,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.database import Base, utcnow
+from app.core.database import Base, IdType, utcnow
 
-IdType = BigInteger().with_variant(Integer(), "sqlite")
 TITLE_MAX = 200
 
 

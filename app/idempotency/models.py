@@ -5,12 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.database import Base, utcnow
-
-IdType = BigInteger().with_variant(Integer(), "sqlite")
+from app.core.database import Base, IdType, utcnow
 
 
 class IdempotencyKey(Base):

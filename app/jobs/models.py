@@ -7,11 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     CheckConstraint,
     ForeignKey,
     Index,
-    Integer,
     LargeBinary,
     String,
     Text,
@@ -20,9 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
-from app.core.database import Base, utcnow
-
-IdType = BigInteger().with_variant(Integer(), "sqlite")
+from app.core.database import Base, IdType, utcnow
 
 
 class JobState(enum.StrEnum):

@@ -10,7 +10,6 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
-    Integer,
     SmallInteger,
     String,
     Text,
@@ -20,9 +19,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from app.core.database import Base, utcnow
-
-IdType = BigInteger().with_variant(Integer(), "sqlite")
+from app.core.database import Base, IdType, utcnow
 
 
 class TaskStatus(enum.StrEnum):

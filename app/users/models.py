@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.core.database import Base, utcnow
+from app.core.database import Base, IdType, utcnow
 
 ROLES = ("user", "admin")
-IdType = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class User(Base):

@@ -8,11 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     CheckConstraint,
     ForeignKey,
     Index,
-    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -20,9 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.database import Base, JSONType, utcnow
-
-IdType = BigInteger().with_variant(Integer(), "sqlite")
+from app.core.database import Base, IdType, JSONType, utcnow
 
 
 class DeliveryState(enum.StrEnum):
