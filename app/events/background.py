@@ -94,25 +94,49 @@ def _mark_dispatched(session: Session, event_id: uuid.UUID) -> None:
     session.execute(_MARK_DISPATCHED, {"event_id": event_id, "now": utcnow()})
 
 
-def send_follow_ups(follow_ups: list[FollowUp]) -> None:
-    """Enqueue follow-up tasks; a broker failure leaves them to their feature's sweep."""
+def send_follow_ups(follow_ups: list[FollowUp]) -> list[FollowUp]:
+    """Enqueue follow-up tasks (a broker failure leaves them to their feature's sweep); return
+    those this worker does itself (``FollowUp.here``), for ``do_here``."""
     for follow_up in follow_ups:
+        if follow_up.here is not None:
+            continue
         try:
             send_task(follow_up.task_name, follow_up.args, countdown=follow_up.countdown)
         except Exception:
             logger.warning("could not enqueue %s; its sweep will pick it up", follow_up.task_name)
+    return [follow_up for follow_up in follow_ups if follow_up.here is not None]
+
+
+def do_here(follow_ups: list[FollowUp]) -> None:
+    """Do the follow-ups meant for this worker; one that fails is left to its feature's sweep."""
+    for follow_up in follow_ups:
+        if follow_up.here is None:
+            continue
+        try:
+            follow_up.here()
+        except Exception:
+            logger.warning(
+                "%s failed in the dispatching worker; its sweep will pick it up",
+                follow_up.task_name,
+                exc_info=True,
+            )
 
 
 @shared_task(name="events.dispatch", bind=True, max_retries=DISPATCH_MAX_RETRIES)
 def dispatch(self: Task, event_id: str) -> int:
     """Hand event ``event_id`` to every consumer registered for its name."""
     # One connection for the whole dispatch: the consumers' commits and the "dispatched" mark
-    # check out (and ping) it once.
-    with db.one_connection() as session:
-        return _dispatch(self, session, event_id)
+    # check out (and ping) it once. What the consumers left for this worker to do itself runs
+    # after that connection went back to the pool.
+    here: list[FollowUp] = []
+    try:
+        with db.one_connection() as session:
+            return _dispatch(self, session, event_id, here)
+    finally:
+        do_here(here)  # also when a later consumer failed: the earlier ones have committed
 
 
-def _dispatch(self: Task, session: Session, event_id: str) -> int:
+def _dispatch(self: Task, session: Session, event_id: str, here: list[FollowUp]) -> int:
     event = session.get(OutboxEvent, uuid.UUID(event_id))
     if event is None:
         logger.warning("event not found", extra={"event_id": event_id})
@@ -148,7 +172,7 @@ def _dispatch(self: Task, session: Session, event_id: str) -> int:
                     attempt, base=1.0, cap=settings.CELERY_MAX_COUNTDOWN_SECONDS
                 ),
             ) from exc
-        send_follow_ups(follow_ups)
+        here += send_follow_ups(follow_ups)
         handled += 1
     return handled
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 
@@ -14,6 +15,7 @@ from app.core.messaging import send_task
 from app.events.models import OutboxEvent
 from app.events.registry import FollowUp, consumer
 from app.extensions import db
+from app.observability.metrics import WEBHOOK_DELIVERY_ATTEMPTS
 from app.webhooks import deliveries
 from app.webhooks.connection import attempt_session
 from app.webhooks.deliveries import DELIVER_TASK, Attempt
@@ -23,14 +25,43 @@ from app.webhooks.ssrf import UrlPolicy
 
 logger = logging.getLogger(__name__)
 
+OUTCOMES = frozenset(kind.value for kind in OutcomeKind)
+
+
+# First attempts the dispatching worker makes itself per event (the rest go through the queue).
+FIRST_ATTEMPTS_HERE = 1
+
 
 @consumer("webhooks.fan_out", ["*"])
 def fan_out(session: Session, event: OutboxEvent) -> list[FollowUp]:
-    """One delivery per subscribed endpoint of the event's owner; each is then sent."""
-    return [
-        FollowUp(DELIVER_TASK, (str(delivery_id),))
-        for delivery_id in deliveries.create_deliveries(session, event=event)
-    ]
+    """One delivery per subscribed endpoint of the event's owner; each is then sent.
+
+    The first attempt of the first delivery to an endpoint not in a failure streak is made by
+    the dispatching worker itself, right after the commit: one task, one broker round trip and
+    one worker hop fewer between an event and its webhook (the dominant cost at 50 events/s).
+    It is the same claim, SSRF check, signature and outcome as ``webhooks.deliver``. An
+    endpoint that is failing (timeouts included) gets every attempt through the notifications
+    queue, so a slow endpoint holds the dispatching worker for one attempt at most.
+    """
+    follow_ups: list[FollowUp] = []
+    here = FIRST_ATTEMPTS_HERE
+    for delivery in deliveries.fan_out_deliveries(session, event=event):
+        if delivery.endpoint_healthy and here > 0:
+            here -= 1
+            attempt = functools.partial(first_attempt, delivery.id)
+            follow_ups.append(FollowUp(DELIVER_TASK, (str(delivery.id),), here=attempt))
+        else:
+            follow_ups.append(FollowUp(DELIVER_TASK, (str(delivery.id),)))
+    return follow_ups
+
+
+def first_attempt(delivery_id: uuid.UUID) -> str:
+    """``webhooks.deliver`` done by the worker that dispatched the event (``fan_out``)."""
+    outcome = attempt_delivery(delivery_id)
+    # The worker counts webhooks.deliver's outcomes from the task's result; this attempt ran
+    # inside events.dispatch, so it is counted here.
+    WEBHOOK_DELIVERY_ATTEMPTS.labels(outcome if outcome in OUTCOMES else "skipped").inc()
+    return outcome
 
 
 def http_options(settings: Settings) -> HttpOptions:

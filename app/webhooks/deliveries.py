@@ -79,6 +79,14 @@ def _owner_of(payload: Mapping[str, Any]) -> int | None:
     return owner if isinstance(owner, int) and not isinstance(owner, bool) else None
 
 
+@dataclass(frozen=True)
+class NewDelivery:
+    """A delivery the fan-out created, and whether its endpoint's last attempts succeeded."""
+
+    id: uuid.UUID
+    endpoint_healthy: bool
+
+
 def create_deliveries(session: Session, *, event: OutboxEvent) -> list[uuid.UUID]:
     """Add one delivery per active endpoint of the event's owner that wants it (no commit).
 
@@ -86,20 +94,31 @@ def create_deliveries(session: Session, *, event: OutboxEvent) -> list[uuid.UUID
     ``webhooks.deliver`` for each returned id; the unique (webhook, event) pair makes a second
     run of this consumer fail rather than deliver twice.
     """
+    return [delivery.id for delivery in fan_out_deliveries(session, event=event)]
+
+
+def fan_out_deliveries(session: Session, *, event: OutboxEvent) -> list[NewDelivery]:
+    """``create_deliveries``, telling also which endpoints are not in a failure streak."""
     owner_id = _owner_of(event.payload)
     if owner_id is None:
         return []
     # Core, not the ORM: one SELECT and one INSERT (of every row at once), no unit of work.
     endpoints = session.execute(
-        select(_WEBHOOKS.c.id, _WEBHOOKS.c.event_types).where(
+        select(_WEBHOOKS.c.id, _WEBHOOKS.c.event_types, _WEBHOOKS.c.failing_since).where(
             _WEBHOOKS.c.owner_id == owner_id, _WEBHOOKS.c.is_active.is_(True)
         )
     ).all()
     now = utcnow()
     queued_until = now + timedelta(seconds=lease_seconds(current_settings()))
+    wanted = [
+        endpoint
+        for endpoint in endpoints
+        if ALL_EVENTS in endpoint.event_types or event.name in endpoint.event_types
+    ]
+    created = [NewDelivery(uuid.uuid4(), endpoint.failing_since is None) for endpoint in wanted]
     rows = [
         {
-            "id": uuid.uuid4(),
+            "id": delivery.id,
             "webhook_id": endpoint.id,
             "event_id": event.id,
             "event_name": event.name,
@@ -113,12 +132,11 @@ def create_deliveries(session: Session, *, event: OutboxEvent) -> list[uuid.UUID
             "created_at": now,
             "updated_at": now,
         }
-        for endpoint in endpoints
-        if ALL_EVENTS in endpoint.event_types or event.name in endpoint.event_types
+        for delivery, endpoint in zip(created, wanted, strict=True)
     ]
     if rows:
         session.execute(insert(_DELIVERIES), rows)
-    return [row["id"] for row in rows]
+    return created
 
 
 @functools.cache

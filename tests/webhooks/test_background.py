@@ -18,6 +18,7 @@ from standardwebhooks import Webhook as StandardWebhook
 
 from app.config import current_settings
 from app.core.database import utcnow
+from app.events import background as events_background
 from app.events import service as events
 from app.events.background import run_consumer
 from app.events.models import ConsumedEvent, OutboxEvent
@@ -108,6 +109,61 @@ def test_fan_out_reaches_the_owners_subscribed_active_endpoints(
     assert all(row.state == "pending" and row.event_id == event.id for row in rows)
     assert deleted_only.id not in {row.webhook_id for row in rows}
     assert strangers.id not in {row.webhook_id for row in rows}
+
+
+@pytest.fixture
+def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Tasks events.dispatch enqueued (names), instead of a broker."""
+    names: list[str] = []
+
+    def send_task(name: str, *_args: Any, **_kw: Any) -> None:
+        names.append(name)
+
+    monkeypatch.setattr(events_background, "send_task", send_task)
+    return names
+
+
+def record_event(session: Session, owner: User) -> OutboxEvent:
+    """A committed task.created event of ``owner``."""
+    event = events.record(session, events.TASK_CREATED, {"task_id": 7, "owner_id": owner.id})
+    session.commit()
+    return event
+
+
+def test_the_dispatching_worker_makes_the_first_attempt_itself(
+    db_session: Session, user: User, receiver: Receiver, dispatched: list[str]
+) -> None:
+    webhook, secret = make_webhook(db_session, user, receiver.url)
+    event = record_event(db_session, user)
+
+    assert events_background.dispatch(str(event.id)) == 1
+
+    # Arrived before the dispatch returned, signed, and recorded: no webhooks.deliver message.
+    [request] = receiver.snapshot()
+    StandardWebhook(secret).verify(request.body, request.headers)
+    delivery = only_delivery(db_session, webhook)
+    assert request.headers["webhook-id"] == str(delivery.id)
+    assert (delivery.state, delivery.attempts) == ("succeeded", 1)
+    assert dispatched == []
+    assert db_session.get(OutboxEvent, event.id, populate_existing=True).dispatched_at is not None
+
+
+def test_a_failing_endpoint_and_further_endpoints_go_through_the_queue(
+    db_session: Session, user: User, receiver: Receiver, dispatched: list[str]
+) -> None:
+    failing, _ = make_webhook(db_session, user, receiver.url + "?failing")
+    failing.failing_since = utcnow()
+    make_webhook(db_session, user, receiver.url + "?first")
+    make_webhook(db_session, user, receiver.url + "?second")
+    db_session.commit()
+    event = record_event(db_session, user)
+
+    assert events_background.dispatch(str(event.id)) == 1
+
+    # One healthy endpoint is attempted here; the other and the failing one are enqueued.
+    [request] = receiver.snapshot()
+    assert request.path.endswith(("?first", "?second"))
+    assert dispatched == ["webhooks.deliver", "webhooks.deliver"]
 
 
 def test_events_without_an_owner_fan_out_to_nobody(db_session: Session, user: User) -> None:
