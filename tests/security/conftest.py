@@ -1,8 +1,10 @@
-"""Shared fixtures of the security tests: the OpenAPI document walked operation by operation,
-objects of a first user to attack with a second, and the one error shape to expect."""
+"""Shared fixtures of the security tests: the OpenAPI document walked operation by operation
+(with a valid body for each, from the document's examples), objects of a first user to attack
+with a second, and the one error shape to expect."""
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from app.events import service as events
 from app.users.models import User
 from app.webhooks import deliveries
 from tests.factories import auth_headers
+from tests.support import openapi_bodies
 from tests.webhooks.conftest import fake_dns  # noqa: F401 (a fixture used below)
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
@@ -67,13 +70,27 @@ def operations(document: dict[str, Any]) -> list[Operation]:
     ]
 
 
-def document_operations() -> list[Operation]:
-    """The operations of the testing app's document, for parametrising at collection time."""
+@functools.cache
+def app_document() -> dict[str, Any]:
+    """The testing app's document, read once (for parametrising at collection time)."""
     from app import create_app
 
-    return operations(
-        load_document(create_app({"APP_ENV": "testing", "DATABASE_URL": "sqlite://"}))
-    )
+    return load_document(create_app({"APP_ENV": "testing", "DATABASE_URL": "sqlite://"}))
+
+
+def document_operations() -> list[Operation]:
+    """The operations of the testing app's document, for parametrising at collection time."""
+    return operations(app_document())
+
+
+def valid_body(operation: Operation) -> dict[str, Any]:
+    """A valid JSON body for ``operation``, made of the document's examples (a fresh copy)."""
+    return openapi_bodies.valid_body(app_document(), operation.spec)
+
+
+def body_properties(operation: Operation) -> list[str]:
+    """The properties of ``operation``'s JSON body, in the document's order."""
+    return openapi_bodies.body_properties(app_document(), operation.spec)
 
 
 def assert_error_shape(response: Any, status: int | None = None) -> dict[str, Any]:

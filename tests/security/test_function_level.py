@@ -10,7 +10,12 @@ from flask.testing import FlaskClient
 
 from app.users.models import User
 from tests.factories import auth_headers
-from tests.security.conftest import Operation, assert_error_shape, document_operations
+from tests.security.conftest import (
+    Operation,
+    assert_error_shape,
+    document_operations,
+    valid_body,
+)
 
 OPERATIONS = document_operations()
 ADMIN_OPERATIONS = [
@@ -38,7 +43,7 @@ def test_a_user_is_refused_every_admin_operation(
     client: FlaskClient, user: User, other_user: User, operation: Operation
 ) -> None:
     url = operation.url({"user_id": other_user.id})
-    body = {"full_name": "Taken over"} if operation.method == "PATCH" else None
+    body = valid_body(operation) if "requestBody" in operation.spec else None
 
     response = client.open(url, method=operation.method, json=body, headers=auth_headers(user))
 

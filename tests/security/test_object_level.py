@@ -12,14 +12,14 @@ from flask.testing import FlaskClient
 
 from app.users.models import User
 from tests.factories import auth_headers
-from tests.security.conftest import Operation, Owned, assert_error_shape, document_operations
+from tests.security.conftest import (
+    Operation,
+    Owned,
+    assert_error_shape,
+    document_operations,
+    valid_body,
+)
 
-# Valid bodies, so a refusal is about the object, not the body.
-BODIES: dict[str, dict[str, Any]] = {
-    "replaceTask": {"title": "Taken over"},
-    "updateTask": {"title": "Taken over"},
-    "updateWebhook": {"url": "https://hooks.example.com/stolen"},
-}
 OBJECT_OPERATIONS = [
     operation
     for operation in document_operations()
@@ -40,12 +40,11 @@ def test_another_users_object_is_404_and_untouched(
 ) -> None:
     url = operation.url(owned.ids)
     before = _snapshot(client, owned)
+    # A valid body, so a refusal is about the object, not the body.
+    body = valid_body(operation) if "requestBody" in operation.spec else None
 
     response = client.open(
-        url,
-        method=operation.method,
-        json=BODIES.get(operation.operation_id),
-        headers=auth_headers(other_user),
+        url, method=operation.method, json=body, headers=auth_headers(other_user)
     )
 
     assert_error_shape(response, 404)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.users.models import User
 from tests.factories import DEFAULT_PASSWORD, auth_headers
-from tests.security.conftest import Owned, assert_error_shape
+from tests.security.conftest import Owned, assert_error_shape, document_operations, valid_body
 
 FORBIDDEN_KEYS = {
     "password",
@@ -28,6 +28,8 @@ FORBIDDEN_KEYS = {
     "refresh_token_hash",
     "jti",
 }
+
+OPERATIONS = {(operation.method, operation.path): operation for operation in document_operations()}
 
 
 @pytest.mark.parametrize(
@@ -57,13 +59,8 @@ FORBIDDEN_KEYS = {
 def test_privileged_and_read_only_properties_are_refused(
     client: FlaskClient, owned: Owned, method: str, url: str, body: dict[str, Any]
 ) -> None:
-    valid = {
-        "/api/v1/auth/register": {"email": "new@example.com", "password": DEFAULT_PASSWORD},
-        "/api/v1/tasks": {"title": "T"},
-        "/api/v1/tasks/{task_id}": {"title": "T"},
-        "/api/v1/webhooks": {"url": "https://hooks.example.com/x", "event_types": ["*"]},
-        "/api/v1/jobs": {"type": "tasks.export"},
-    }.get(url, {})
+    # A valid body, so the property is the only fault.
+    valid = valid_body(OPERATIONS[(method, url)])
     before = client.get("/api/v1/users/me", headers=auth_headers(owned.owner)).json
 
     response = client.open(
@@ -76,6 +73,7 @@ def test_privileged_and_read_only_properties_are_refused(
     error = assert_error_shape(response, 422)
     [field] = body
     assert field in error["errors"]["json"], error
+    assert set(error["errors"]["json"]) == {field}, error
     assert client.get("/api/v1/users/me", headers=auth_headers(owned.owner)).json == before
 
 
