@@ -21,6 +21,7 @@ from app.users.models import User
 from app.users.reset_service import issue_reset_token
 from tests.contract.support import PASSWORD, RECEIVER_NETLOC, Accounts, Observations
 from tests.support.live import LiveStack, wait_for
+from tests.support.openapi_bodies import valid_body
 
 JSON = "application/json"
 
@@ -113,14 +114,23 @@ def conditional_requests(directed: Directed) -> None:
 
 
 def idempotency_key_in_progress(directed: Directed) -> None:
-    """A key whose first request has not finished is a 409 for the same request."""
-    for operation, status, body in (
-        ("createTask", 201, {"title": "Once"}),
-        ("createJob", 202, {"type": "tasks.export", "params": {}}),
-    ):
+    """A key whose first request has not finished is a 409 for the same request, on every
+    operation that takes an Idempotency-Key (with a valid body of the document's examples)."""
+    document = directed.schema.raw_schema
+    idempotent = [
+        operation
+        for item in document["paths"].values()
+        for method, operation in item.items()
+        if method != "parameters" and "Idempotency-Key" in parameter_names(operation)
+    ]
+    assert {operation["operationId"] for operation in idempotent} >= {"createTask", "createJob"}
+    for operation in idempotent:
+        [status] = [int(status) for status in operation["responses"] if status.startswith("2")]
+        body = valid_body(document, operation)
+        name = operation["operationId"]
         key = {"Idempotency-Key": f"directed-{uuid.uuid4().hex}"}
-        directed.call(operation, status, headers=key, body=body, media_type=JSON)
-        directed.call(operation, status, headers=key, body=body, media_type=JSON)  # replayed
+        directed.call(name, status, headers=key, body=body, media_type=JSON)
+        directed.call(name, status, headers=key, body=body, media_type=JSON)  # replayed
         directed.in_database(
             lambda session, key=key: session.execute(
                 update(IdempotencyKey)
@@ -128,7 +138,7 @@ def idempotency_key_in_progress(directed: Directed) -> None:
                 .values(resource_id=None)
             )
         )
-        directed.call(operation, 409, headers=key, body=body, media_type=JSON)
+        directed.call(name, 409, headers=key, body=body, media_type=JSON)
 
 
 def upload_over_the_limit(directed: Directed) -> None:
@@ -235,6 +245,11 @@ def administration(directed: Directed) -> None:
         path_parameters={"user_id": admin_id},
         body={"role": "user"},
     )
+
+
+def parameter_names(operation: dict[str, Any]) -> set[str]:
+    """The names of an operation's parameters (path, query and headers)."""
+    return {parameter["name"] for parameter in operation.get("parameters", [])}
 
 
 def etag(response: Any) -> str:
