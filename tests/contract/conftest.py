@@ -12,24 +12,13 @@ from typing import Any
 import pytest
 import schemathesis
 
+from app.config import RATE_LIMIT_SETTINGS
 from tests.contract.support import Accounts, Observations
 from tests.support.live import LiveStack, live_database
 
 # High enough that no generated case meets a limit (tests/security proves the limits).
 RAISED_LIMIT = "1000000/minute"
-STACK_SETTINGS = dict.fromkeys(
-    (
-        "RATELIMIT_DEFAULT",
-        "RATELIMIT_LOGIN_PER_IP",
-        "RATELIMIT_LOGIN_PER_ACCOUNT",
-        "RATELIMIT_REGISTER_PER_IP",
-        "RATELIMIT_REFRESH_PER_IP",
-        "RATELIMIT_PASSWORD_RESET_PER_IP",
-        "RATELIMIT_PASSWORD_RESET_PER_EMAIL",
-        "RATELIMIT_JOB_CREATE_PER_USER",
-    ),
-    RAISED_LIMIT,
-)
+STACK_SETTINGS = dict.fromkeys(RATE_LIMIT_SETTINGS, RAISED_LIMIT)
 # Webhooks created by the fuzzer point at a closed loopback port: deliveries are attempted,
 # fail and are retried, so delivery lists and redelivery have something to show.
 STACK_SETTINGS["WEBHOOK_ALLOW_PRIVATE_TARGETS"] = "true"
