@@ -274,3 +274,45 @@ def drain_rate(stack: Stack, queue: str, count: int, timeout: float) -> float:
 def new_message_id() -> str:
     """A message id for a ceiling POST."""
     return f"msg_{uuid.uuid4().hex}"
+
+
+QUEUED_DELIVERIES = """
+INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_name, payload, event_created_at,
+                                state, attempts, delays, next_attempt_at, queued_until,
+                                created_at, updated_at)
+SELECT gen_random_uuid(), w.id, gen_random_uuid(), 'task.created',
+       jsonb_build_object('task_id', -g, 'owner_id', w.owner_id, 'title', 'Throughput ' || g),
+       now(), 'pending', 0, '[]'::jsonb, now(), now() + interval '1 hour', now(), now()
+FROM generate_series(1, :count) AS g, webhooks w
+WHERE w.id = :webhook_id
+RETURNING id
+"""
+
+
+def queue_deliveries(stack: Stack, webhook_id: str, count: int) -> None:
+    """``count`` due deliveries to one endpoint, each with its ``webhooks.deliver`` message in
+    the notifications queue: what a fan-out leaves for the delivery workers.
+
+    The service's fan-out makes an event's first attempt in the dispatching worker itself (one
+    task fewer per event; measured by the event-to-webhook runs), so it no longer leaves a
+    queue to drain. This queue is what retries, failing endpoints and the further endpoints of
+    an event go through, and what the deliveries-per-second figure measures.
+    """
+    from celery import Celery
+
+    with stack.engine().begin() as connection:
+        ids = [
+            str(row[0])
+            for row in connection.execute(
+                sa.text(QUEUED_DELIVERIES), {"count": count, "webhook_id": webhook_id}
+            )
+        ]
+    producer = Celery("bench-producer", broker=stack.redis_url)
+    producer.conf.broker_transport_options = {"global_keyprefix": stack.key_prefix}
+    producer.conf.task_serializer = "json"
+    with producer.producer_or_acquire() as publisher:
+        for delivery_id in ids:
+            producer.send_task(
+                "webhooks.deliver", args=[delivery_id], queue=DELIVER_QUEUE, producer=publisher
+            )
+    producer.close()
