@@ -283,6 +283,7 @@ def run_background(stack: Stack, quick: bool) -> dict[str, Any]:
         if status != 201:
             raise RuntimeError(f"webhook registration failed: {status} {body}")
         secret = str(body["secret"])
+        webhook_id = str(body["id"])
 
         worker = start_celery(
             stack, "bench.loopback_app:celery", "worker-latency", "events,notifications"
@@ -309,27 +310,7 @@ def run_background(stack: Stack, quick: bool) -> dict[str, Any]:
         count = 300 if quick else 2000
         facts["deliveries"] = count
         log(f"queueing {count} deliveries")
-        import http.client
-
-        connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
-        for number in range(count):
-            background.create_task(connection, writer, f"Throughput {number}")
-        connection.close()
-        background.wait_until(
-            lambda: background.queue_length(stack, background.EVENTS_QUEUE) >= count,
-            60,
-            "the events to be published",
-        )
-        fan_out = start_celery(stack, "bench.loopback_app:celery", "worker-fan-out", "events")
-        background.wait_until(
-            lambda: (
-                background.queue_length(stack, background.DELIVER_QUEUE) >= count
-                and background.unacked(stack) == 0
-            ),
-            120,
-            "the fan-out to queue every delivery",
-        )
-        fan_out.stop()
+        background.queue_deliveries(stack, webhook_id, count)
 
         receiver.reset()
         worker = start_celery(stack, "bench.loopback_app:celery", "worker-deliver", "notifications")
