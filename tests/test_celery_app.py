@@ -70,3 +70,16 @@ def test_the_failure_is_still_reported_with_its_traceback(
     [record] = [r for r in caplog.records if r.name == "celery.app.trace"]
     assert "raised unexpected: RuntimeError('task failed')" in record.getMessage()
     assert record.exc_info is not None  # logged (and sent to the parent) before it was detached
+
+
+def test_the_worker_freezes_what_it_built_before_forking(app: Flask) -> None:
+    """Objects of the main process are kept out of the children's collections (gc.freeze), so
+    a collection in a child does not copy every page it shares with the main process."""
+    from celery.signals import worker_init
+
+    gc.unfreeze()
+    try:
+        worker_init.send(sender=None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
