@@ -88,8 +88,9 @@ def test_request_id_reaches_the_workers_lines_and_its_metrics(
         }
 
     # Celery's own "Task ... succeeded" lines, written after the task returned, carry the id.
+    # The dispatching worker made the first delivery attempt itself (webhooks fan-out).
     wait_for(
-        lambda: {"events.dispatch", "webhooks.deliver"} <= finished_tasks(),
+        lambda: "events.dispatch" in finished_tasks(),
         30,
         f"the worker's lines for {request_id}",
     )
@@ -100,8 +101,5 @@ def test_request_id_reaches_the_workers_lines_and_its_metrics(
     assert (
         sample_value(page, "celery_tasks_total", task="events.dispatch", outcome="succeeded") >= 1
     )
-    assert (
-        sample_value(page, "celery_tasks_total", task="webhooks.deliver", outcome="succeeded") == 1
-    )
     assert sample_value(page, "webhook_delivery_attempts_total", outcome="success") == 1
-    assert sample_value(page, "celery_task_duration_seconds_count", task="webhooks.deliver") == 1
+    assert sample_value(page, "celery_task_duration_seconds_count", task="events.dispatch") >= 1
