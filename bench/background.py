@@ -205,7 +205,7 @@ def hop_breakdown(
             ("response -> published (kick)", returned[key], published),
             ("published -> delivery row (events.dispatch, fan-out)", published, created),
             (
-                "delivery row -> arrival (webhooks.deliver queued, claimed, POST)",
+                "delivery row -> arrival (first attempt in the dispatching worker: claim, POST)",
                 created,
                 arrivals[key],
             ),
