@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook as StandardWebhook
@@ -235,6 +235,39 @@ def test_a_claimed_delivery_is_leased_and_a_stale_outcome_is_ignored(
     assert only_delivery(db_session, webhook).state == "pending"
     deliveries.record_outcome(db_session, attempt=second, outcome=stale)
     assert only_delivery(db_session, webhook).state == "succeeded"
+
+
+def synchronous_commit(session: Session) -> str:
+    """This transaction's ``synchronous_commit`` setting."""
+    return str(session.execute(text("SHOW synchronous_commit")).scalar_one())
+
+
+def test_the_claim_commits_without_waiting_for_the_disk(db_session: Session, user: User) -> None:
+    make_webhook(db_session, user, "http://127.0.0.1:9/a")
+    event = events.record(db_session, events.TASK_CREATED, {"task_id": 1, "owner_id": user.id})
+    db_session.flush()
+    [delivery_id] = deliveries.create_deliveries(db_session, event=event)
+    db_session.commit()
+    assert synchronous_commit(db_session) == "on"
+
+    assert deliveries.claim_delivery(db_session, delivery_id=delivery_id) is not None
+
+    # A lost lease only allows one more attempt: its statement relaxes its own commit.
+    assert synchronous_commit(db_session) == "off"
+
+
+def test_the_consumed_marker_commits_without_waiting_for_the_disk(
+    db_session: Session, user: User
+) -> None:
+    event = events.record(db_session, events.TASK_CREATED, {"task_id": 1, "owner_id": user.id})
+    db_session.flush()
+    assert synchronous_commit(db_session) == "on"
+    [fan_out] = [c for c in consumers_for(event.name) if c.name == "webhooks.fan_out"]
+
+    run_consumer(db_session, fan_out, event)
+
+    # Lost in a crash, the marker goes with its effect and the event is dispatched again.
+    assert synchronous_commit(db_session) == "off"
 
 
 def test_three_failures_then_success_on_the_fourth_attempt(
