@@ -17,7 +17,7 @@ from app.events.registry import FollowUp, consumer
 from app.extensions import db
 from app.observability.metrics import WEBHOOK_DELIVERY_ATTEMPTS
 from app.webhooks import deliveries
-from app.webhooks.connection import attempt_session
+from app.webhooks.connection import CLAIMED, StaleConnection, attempt_session
 from app.webhooks.deliveries import DELIVER_TASK, Attempt
 from app.webhooks.sender import HttpOptions, Outcome, OutcomeKind, post
 from app.webhooks.signing import signature_headers
@@ -103,10 +103,18 @@ def attempt_delivery(delivery_id: uuid.UUID) -> str:
     countdown, a later one (or a lost message) is found by ``sweep_due_deliveries``.
     """
     settings = current_settings()
-    # The claim and the outcome share one connection: one pool checkout (and ping) per attempt,
-    # and each is one statement committing on its own (app.webhooks.connection).
+    try:
+        return _attempt(delivery_id, settings)
+    except StaleConnection:  # PostgreSQL restarted since the last attempt; nothing was done
+        return _attempt(delivery_id, settings)
+
+
+def _attempt(delivery_id: uuid.UUID, settings: Settings) -> str:
+    # The claim and the outcome share the process's kept connection (no checkout or ping per
+    # attempt), each one statement committing on its own (app.webhooks.connection).
     with attempt_session() as session:
         attempt = deliveries.claim_delivery(session, delivery_id=delivery_id)
+        session.info[CLAIMED] = True
         if attempt is None:
             return "not due or claimed elsewhere"
         outcome = send_attempt(attempt, settings)

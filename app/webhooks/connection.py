@@ -13,49 +13,67 @@ usual session, whose commits release savepoints, and SQLite keeps ordinary trans
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.extensions import db
 
 _RAW_CONNECTION = "autocommit_dbapi_connection"
+CLAIMED = "claimed"  # set in session.info once the attempt's first statement went through
+# One connection per worker process and engine, kept checked out between attempts.
+_held: dict[tuple[int, int], tuple[Connection, Any]] = {}
+
+
+class StaleConnection(Exception):
+    """The kept connection died before the attempt's first statement (a PostgreSQL restart);
+    nothing was done, and the attempt can start again on a new connection."""
 
 
 @contextmanager
 def attempt_session() -> Iterator[Session]:
-    """A session on one pooled connection (one checkout and ping) in autocommit mode."""
+    """A session in autocommit mode on the connection this process keeps for attempts.
+
+    Checked out (and pinged) once, not per attempt: attempts come back to back, and the ping
+    was a round trip of three per attempt. A connection found dead by the first statement
+    (``StaleConnection``) is replaced and the attempt started again, as the ping would have.
+    """
     testing = current_app.extensions.get(db.BIND_KEY) is not None
     if testing or db.engine.dialect.name != "postgresql":
         with db.one_connection() as session:
             yield session
         return
-    with db.engine.connect() as connection:
-        # psycopg2's own flag, set and cleared locally (SQLAlchemy's isolation_level option
-        # would reset the connection's isolation level on every return to the pool).
+    key = (os.getpid(), id(db.engine))
+    held = _held.get(key)
+    reused = held is not None and not held[0].invalidated and not held[0].closed
+    if not reused:
+        connection = db.engine.connect()
+        # psycopg2's own flag (SQLAlchemy's isolation_level option would reset the
+        # connection's isolation level on every return to the pool).
         raw = connection.connection.dbapi_connection
         raw.autocommit = True  # type: ignore[union-attr]
-        session = Session(bind=connection, expire_on_commit=False)
-        session.info[_RAW_CONNECTION] = raw
-        try:
-            yield session
-        finally:
-            session.close()
-            _end_autocommit(connection, raw)
-
-
-def _end_autocommit(connection: Connection, raw: Any) -> None:
-    """Give the pool its connection back as it lent it (or discard a broken one)."""
-    if connection.invalidated:
-        return
+        held = _held[key] = (connection, raw)
+    assert held is not None
+    connection, raw = held
+    session = Session(bind=connection, expire_on_commit=False)
+    session.info[_RAW_CONNECTION] = raw
     try:
-        raw.autocommit = False
-    except Exception:  # the connection broke (a PostgreSQL restart): the pool drops it
-        connection.invalidate()
+        yield session
+    except DBAPIError as error:
+        if error.connection_invalidated or connection.invalidated:
+            _held.pop(key, None)
+            connection.close()
+            if reused and not session.info.get(CLAIMED):
+                raise StaleConnection from error
+        raise
+    finally:
+        session.close()
 
 
 @contextmanager
