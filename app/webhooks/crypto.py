@@ -14,8 +14,11 @@ from app.config import ConfigError, Settings
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
-# A fixed label: the same key material yields a different key for every purpose.
-HKDF_INFO = b"flask-service-template/webhooks/signing-secret-encryption/v1"
+# A fixed label: the same key material yields a different key for every purpose. No service
+# name in it, so `make rename` never changes the key that opens the stored secrets.
+HKDF_INFO = b"webhooks/signing-secret-encryption/v1"
+# The label before it (it held the service's name); secrets stored under it still open.
+LEGACY_HKDF_INFO = b"flask-service-template/webhooks/signing-secret-encryption/v1"
 
 
 class SecretUnreadable(Exception):
@@ -27,10 +30,8 @@ def generate_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def _fernet_key(material: str) -> bytes:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO).derive(
-        material.encode()
-    )
+def _fernet_key(material: str, info: bytes = HKDF_INFO) -> bytes:
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(material.encode())
     return base64.urlsafe_b64encode(key)
 
 
@@ -50,8 +51,12 @@ def _box(settings: Settings) -> MultiFernet:
 
 @functools.lru_cache(maxsize=8)
 def _box_of(materials: tuple[str, ...]) -> MultiFernet:
-    """The keys of ``materials``, derived once per process (not once per delivery)."""
-    return MultiFernet([Fernet(_fernet_key(material)) for material in materials])
+    """The keys of ``materials``, derived once per process (not once per delivery); the legacy
+    label's keys come last, for decryption only."""
+    return MultiFernet(
+        [Fernet(_fernet_key(material)) for material in materials]
+        + [Fernet(_fernet_key(material, LEGACY_HKDF_INFO)) for material in materials]
+    )
 
 
 def encrypt_secret(settings: Settings, secret: str) -> str:
