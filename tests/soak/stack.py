@@ -10,7 +10,6 @@ import re
 import shlex
 import subprocess
 import tempfile
-import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +23,12 @@ from tests.support.edge import (
     Nginx,
     render_load_balancer,
     start_gunicorn,
+    start_nginx_rendered,
 )
 from tests.support.live import LiveStack, Process, live_database, wait_for
 from tests.support.services import (
     ManagedServer,
     answers,
-    ensure_nginx,
-    free_port,
     start_postgres,
     start_redis,
 )
@@ -221,28 +219,12 @@ def render_two_replicas(
 
 def start_load_balancer(live: LiveStack, upstream_ports: tuple[int, int]) -> Nginx:
     """nginx in front of both gunicorn instances, as a foreground process of ``live``."""
-    binary = ensure_nginx()
-    port = free_port()
-    prefix = live.tmp_path / f"nginx-{uuid.uuid4().hex[:6]}"
-    prefix.mkdir()
-    conf_path = prefix / "nginx.conf"
-    conf_path.write_text(
-        render_two_replicas(
+    return start_nginx_rendered(
+        live,
+        lambda port, prefix: render_two_replicas(
             NGINX_CONF.read_text(), upstream_ports=upstream_ports, port=port, prefix=prefix
-        )
+        ),
     )
-    log_path = prefix / "nginx.log"
-    popen = subprocess.Popen(
-        [binary, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf_path)],
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    process = Process("nginx", popen, log_path)
-    live.processes.append(process)
-    wait_for(lambda: answers("127.0.0.1", port) or popen.poll() is not None, 30, "nginx to listen")
-    assert popen.poll() is None, f"nginx exited:\n{process.log()[-3000:]}"
-    return Nginx(process, port)
 
 
 def start_stack(workdir: Path | None = None) -> SoakStack:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,16 +183,22 @@ def render_load_balancer(conf: str, *, upstream_port: int, port: int, prefix: Pa
 
 def start_nginx(stack: LiveStack, upstream_port: int) -> Nginx:
     """nginx (Debian's package, installed when missing) as a foreground process."""
+    return start_nginx_rendered(
+        stack,
+        lambda port, prefix: render_load_balancer(
+            NGINX_CONF.read_text(), upstream_port=upstream_port, port=port, prefix=prefix
+        ),
+    )
+
+
+def start_nginx_rendered(stack: LiveStack, render: Callable[[int, Path], str]) -> Nginx:
+    """nginx as a foreground process of ``stack``, its nginx.conf ``render(port, prefix)``."""
     binary = ensure_nginx()
     port = free_port()
     prefix = stack.tmp_path / f"nginx-{uuid.uuid4().hex[:6]}"
     prefix.mkdir()
     conf_path = prefix / "nginx.conf"
-    conf_path.write_text(
-        render_load_balancer(
-            NGINX_CONF.read_text(), upstream_port=upstream_port, port=port, prefix=prefix
-        )
-    )
+    conf_path.write_text(render(port, prefix))
     log_path = prefix / "nginx.log"
     popen = subprocess.Popen(
         [binary, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf_path)],
