@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app import create_app
 from app.cli import alembic_config
 from app.extensions import db
-from tests.support.database import temporary_database
+from tests.support.database import rolled_back_transaction, temporary_database
 from tests.support.services import ServiceUnavailableError, ensure_postgres, ensure_redis
 
 
@@ -77,25 +77,9 @@ def app(database_url: str, instance_path: Path) -> Flask:
 
 @pytest.fixture
 def db_session(app: Flask) -> Iterator[Session]:
-    """A session inside a transaction that is rolled back after the test.
-
-    Services commit as usual; on a connection already in a transaction their commit only
-    releases a SAVEPOINT, so nothing a test writes outlives it.
-    """
-    with app.app_context():
-        connection = db.engine.connect()
-    transaction = connection.begin()
-    app.extensions[db.BIND_KEY] = connection
-    context = app.app_context()
-    context.push()
-    try:
-        yield db.session()
-    finally:
-        db.session.remove()
-        context.pop()
-        app.extensions.pop(db.BIND_KEY, None)
-        transaction.rollback()
-        connection.close()
+    """A session inside a transaction that is rolled back after the test (SAVEPOINTs inside)."""
+    with rolled_back_transaction(app) as session:
+        yield session
 
 
 @pytest.fixture

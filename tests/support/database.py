@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy
+from flask import Flask
 from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
 
 from app.config import normalize_database_url
+from app.extensions import db
 
 
 def _admin_engine(server_url: str) -> sqlalchemy.Engine:
@@ -33,3 +36,26 @@ def temporary_database(server_url: str, prefix: str = "tmpl_test") -> Iterator[U
         with admin.connect() as connection:
             connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def rolled_back_transaction(app: Flask) -> Iterator[Session]:
+    """``app``'s session inside a transaction that is rolled back on exit, its context pushed.
+
+    Services commit as usual; on a connection already in a transaction their commit only
+    releases a SAVEPOINT, so nothing written inside outlives it.
+    """
+    with app.app_context():
+        connection = db.engine.connect()
+    transaction = connection.begin()
+    app.extensions[db.BIND_KEY] = connection
+    context = app.app_context()
+    context.push()
+    try:
+        yield db.session()
+    finally:
+        db.session.remove()
+        context.pop()
+        app.extensions.pop(db.BIND_KEY, None)
+        transaction.rollback()
+        connection.close()

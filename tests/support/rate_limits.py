@@ -15,6 +15,7 @@ from flask import Flask
 
 from app.extensions import db
 from tests.conftest import make_test_app
+from tests.support.database import rolled_back_transaction
 
 # High enough that only the limit a test lowers is ever met.
 UNLIMITED = "100000/minute"
@@ -43,20 +44,10 @@ def limited_app(
         **overrides,
     )
     app.extensions["test_key_prefix"] = prefix
-    with app.app_context():
-        connection = db.engine.connect()
-    transaction = connection.begin()
-    app.extensions[db.BIND_KEY] = connection
-    context = app.app_context()
-    context.push()
     try:
-        yield app
+        with rolled_back_transaction(app):
+            yield app
     finally:
-        db.session.remove()
-        context.pop()
-        app.extensions.pop(db.BIND_KEY, None)
-        transaction.rollback()
-        connection.close()
         with app.app_context():
             db.engine.dispose()
         if storage_url.startswith("redis://"):
