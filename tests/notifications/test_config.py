@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.config import ConfigError, Settings, load_settings
-
-SAFE = {
-    "SECRET_KEY": "s" * 32,
-    "DATABASE_URL": "postgresql://app@127.0.0.1:5432/app",
-    "REDIS_URL": "redis://127.0.0.1:6379/0",
-    "SMTP_HOST": "smtp.example.com",
-    "PUBLIC_BASE_URL": "https://app.example.com",
-}
+from app.config import ConfigError, load_settings
+from tests.support.settings import clear_settings_environment, production
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name, raising=False)
-
-
-def production(**overrides: str) -> Settings:
-    return load_settings(APP_ENV="production", **{**SAFE, **overrides})
+    clear_settings_environment(monkeypatch)
 
 
 def test_production_sends_over_smtp_by_default() -> None:
