@@ -15,6 +15,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -121,41 +122,43 @@ def render(conf: str, *, ports: list[int], port: int, prefix: Path) -> str:
     return head + conf
 
 
+@contextmanager
+def running_nginx(prefix: Path, upstream_ports: list[int]) -> Iterator[int]:
+    """nginx with the compose configuration before ``upstream_ports``, its state under ``prefix``;
+    yields the port it listens on once it answers, and stops it on exit."""
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(render(NGINX_CONF.read_text(), ports=upstream_ports, port=port, prefix=prefix))
+    log_path = prefix / "nginx.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [ensure_nginx(), "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(lambda: answers("127.0.0.1", port) or process.poll() is not None, 15, "nginx")
+            assert process.poll() is None, log_path.read_text()
+            yield port
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def load_balancer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadBalancer]:
     """nginx with the compose configuration, in front of two echoing replicas."""
-    binary = ensure_nginx()
     replicas = []
     for name in ("api-1", "api-2"):
         replica = Replica(("127.0.0.1", 0), EchoHandler)
         replica.name = name
         threading.Thread(target=replica.serve_forever, daemon=True).start()
         replicas.append(replica)
-    prefix = tmp_path_factory.mktemp("nginx")
-    port = free_port()
-    conf = prefix / "nginx.conf"
-    conf.write_text(
-        render(
-            NGINX_CONF.read_text(),
-            ports=[int(replica.server_address[1]) for replica in replicas],
-            port=port,
-            prefix=prefix,
-        )
-    )
-    log = (prefix / "nginx.log").open("wb")
-    process = subprocess.Popen(
-        [binary, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    ports = [int(replica.server_address[1]) for replica in replicas]
     try:
-        wait_for(lambda: answers("127.0.0.1", port) or process.poll() is not None, 15, "nginx")
-        assert process.poll() is None, (prefix / "nginx.log").read_text()
-        yield LoadBalancer(port, replicas)
+        with running_nginx(tmp_path_factory.mktemp("nginx"), ports) as port:
+            yield LoadBalancer(port, replicas)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
         for replica in replicas:
             replica.shutdown()
             replica.server_close()
@@ -246,21 +249,8 @@ def test_the_body_limit_matches_max_content_length_with_a_json_error(
 
 
 def test_no_replica_answering_is_a_json_503(tmp_path: Path) -> None:
-    port = free_port()
-    conf = tmp_path / "nginx.conf"
-    dead = [free_port(), free_port()]
-    conf.write_text(render(NGINX_CONF.read_text(), ports=dead, port=port, prefix=tmp_path))
-    process = subprocess.Popen(
-        [ensure_nginx(), "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: answers("127.0.0.1", port) or process.poll() is not None, 15, "nginx")
+    with running_nginx(tmp_path, [free_port(), free_port()]) as port:
         status, headers, body = LoadBalancer(port, []).request("GET", "/api/v1/tasks")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
     assert status == 503
     assert headers["retry-after"] == "5"
     assert body["code"] == "service_unavailable"

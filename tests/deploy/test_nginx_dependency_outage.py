@@ -7,7 +7,6 @@ nginx kept answering 503 for up to 10 s after the database was back."""
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,9 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.test_nginx import NGINX_CONF, LoadBalancer, render
-from tests.support.live import wait_for
-from tests.support.services import answers, ensure_nginx, free_port
+from tests.deploy.test_nginx import LoadBalancer, running_nginx
 
 
 class Replica(ThreadingHTTPServer):
@@ -68,22 +65,11 @@ def outage(tmp_path: Path) -> Iterator[tuple[LoadBalancer, list[Replica]]]:
     replicas = [Replica(("127.0.0.1", 0), Handler) for _ in range(2)]
     for replica in replicas:
         threading.Thread(target=replica.serve_forever, daemon=True).start()
-    port = free_port()
-    conf = tmp_path / "nginx.conf"
     ports = [int(replica.server_address[1]) for replica in replicas]
-    conf.write_text(render(NGINX_CONF.read_text(), ports=ports, port=port, prefix=tmp_path))
-    process = subprocess.Popen(
-        [ensure_nginx(), "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        wait_for(lambda: answers("127.0.0.1", port) or process.poll() is not None, 15, "nginx")
-        assert process.poll() is None
-        yield LoadBalancer(port, []), replicas
+        with running_nginx(tmp_path, ports) as port:
+            yield LoadBalancer(port, []), replicas
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         for replica in replicas:
             replica.shutdown()
             replica.server_close()
