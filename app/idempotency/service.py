@@ -19,15 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, event, inspect, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.core.queries import delete_in_batches
 from app.idempotency.models import IdempotencyKey
 
 _PENDING_KEY = "idempotency_pending"
-# Bounds one clean-up run: at most this many batches.
-MAX_PURGE_BATCHES = 100
 
 
 def request_fingerprint(method: str, path: str, body: Any) -> str:
@@ -111,19 +110,8 @@ def resource_identity(resource: type[Any], resource_id: str) -> Any:
 
 def purge_expired(session: Session, *, now: datetime, batch: int) -> int:
     """Delete expired keys, ``batch`` per committed statement; returns how many went."""
-    total = 0
-    for _ in range(MAX_PURGE_BATCHES):
-        chosen = select(IdempotencyKey.id).where(IdempotencyKey.expires_at < now).limit(batch)
-        result = session.execute(
-            delete(IdempotencyKey).where(IdempotencyKey.id.in_(chosen)),
-            execution_options={"synchronize_session": False},
-        )
-        session.commit()
-        deleted = int(getattr(result, "rowcount", 0) or 0)
-        total += deleted
-        if deleted < batch:
-            break
-    return total
+    expired = select(IdempotencyKey.id).where(IdempotencyKey.expires_at < now)
+    return delete_in_batches(session, model=IdempotencyKey, chosen=expired, batch=batch)
 
 
 def _capture_resource(session: Session, _flush_context: Any) -> None:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.core.messaging import send_task
+from app.core.queries import delete_in_batches
 from app.jobs.models import Job, JobFile, JobState
 
 logger = logging.getLogger(__name__)
 
 RUN_TASK = "jobs.run"
-MAX_PURGE_BATCHES = 100  # bounds one clean-up run
 
 
 def requeue_stale(session: Session, *, now: datetime, grace: timedelta, batch: int) -> list[int]:
@@ -57,21 +57,9 @@ def requeue_stale(session: Session, *, now: datetime, grace: timedelta, batch: i
 
 def purge_files(session: Session, *, finished_before: datetime, batch: int) -> int:
     """Delete the files of jobs finished before ``finished_before``, ``batch`` per statement."""
-    total = 0
-    for _ in range(MAX_PURGE_BATCHES):
-        chosen = (
-            select(JobFile.id)
-            .join(Job, Job.id == JobFile.job_id)
-            .where(Job.finished_at < finished_before)
-            .limit(batch)
-        )
-        result = session.execute(
-            delete(JobFile).where(JobFile.id.in_(chosen)),
-            execution_options={"synchronize_session": False},
-        )
-        session.commit()
-        deleted = int(getattr(result, "rowcount", 0) or 0)
-        total += deleted
-        if deleted < batch:
-            break
-    return total
+    old_files = (
+        select(JobFile.id)
+        .join(Job, Job.id == JobFile.job_id)
+        .where(Job.finished_at < finished_before)
+    )
+    return delete_in_batches(session, model=JobFile, chosen=old_files, batch=batch)

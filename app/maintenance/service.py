@@ -11,43 +11,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select, tuple_
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.core.queries import delete_in_batches
 from app.events.models import ConsumedEvent, OutboxEvent
 from app.notifications.models import EmailMessage, EmailState
 from app.users.models import AuthSession, PasswordResetToken, RefreshToken
-
-# Bounds one run: at most this many batches of CLEANUP_BATCH rows per kind.
-MAX_BATCHES_PER_KIND = 100
-
-
-def delete_in_batches(
-    session: Session,
-    model: type[Any],
-    key: tuple[InstrumentedAttribute[Any], ...],
-    condition: ColumnElement[bool],
-    *,
-    batch: int,
-) -> int:
-    """Delete rows of ``model`` matching ``condition``, ``batch`` per committed statement."""
-    total = 0
-    for _ in range(MAX_BATCHES_PER_KIND):
-        chosen = select(*key).where(condition).limit(batch)
-        target = key[0] if len(key) == 1 else tuple_(*key)
-        result = session.execute(
-            delete(model).where(target.in_(chosen)),
-            execution_options={"synchronize_session": False},
-        )
-        session.commit()
-        deleted = int(getattr(result, "rowcount", 0) or 0)
-        total += deleted
-        if deleted < batch:
-            break
-    return total
 
 
 def cleanup(session: Session, *, settings: Settings, now: datetime) -> dict[str, int]:
@@ -58,42 +30,47 @@ def cleanup(session: Session, *, settings: Settings, now: datetime) -> dict[str,
     outbox_cutoff = now - timedelta(days=settings.OUTBOX_RETENTION_DAYS)
     return {
         "refresh_tokens": delete_in_batches(
-            session, RefreshToken, (RefreshToken.jti,), RefreshToken.expires_at < now, batch=batch
+            session,
+            model=RefreshToken,
+            chosen=select(RefreshToken.jti).where(RefreshToken.expires_at < now),
+            batch=batch,
         ),
         "auth_sessions": delete_in_batches(
             session,
-            AuthSession,
-            (AuthSession.id,),
-            AuthSession.expires_at < sessions_cutoff,
+            model=AuthSession,
+            chosen=select(AuthSession.id).where(AuthSession.expires_at < sessions_cutoff),
             batch=batch,
         ),
         "password_reset_tokens": delete_in_batches(
             session,
-            PasswordResetToken,
-            (PasswordResetToken.id,),
-            PasswordResetToken.expires_at < now,
+            model=PasswordResetToken,
+            chosen=select(PasswordResetToken.id).where(PasswordResetToken.expires_at < now),
             batch=batch,
         ),
         "email_messages": delete_in_batches(
             session,
-            EmailMessage,
-            (EmailMessage.id,),
-            (EmailMessage.state != EmailState.PENDING.value)
-            & (EmailMessage.created_at < emails_cutoff),
+            model=EmailMessage,
+            chosen=select(EmailMessage.id).where(
+                EmailMessage.state != EmailState.PENDING.value,
+                EmailMessage.created_at < emails_cutoff,
+            ),
             batch=batch,
         ),
         "consumed_events": delete_in_batches(
             session,
-            ConsumedEvent,
-            (ConsumedEvent.event_id, ConsumedEvent.consumer),
-            ConsumedEvent.consumed_at < outbox_cutoff,
+            model=ConsumedEvent,
+            chosen=select(ConsumedEvent.event_id, ConsumedEvent.consumer).where(
+                ConsumedEvent.consumed_at < outbox_cutoff
+            ),
             batch=batch,
         ),
         "outbox_events": delete_in_batches(
             session,
-            OutboxEvent,
-            (OutboxEvent.id,),
-            OutboxEvent.dispatched_at.is_not(None) & (OutboxEvent.dispatched_at < outbox_cutoff),
+            model=OutboxEvent,
+            chosen=select(OutboxEvent.id).where(
+                OutboxEvent.dispatched_at.is_not(None),
+                OutboxEvent.dispatched_at < outbox_cutoff,
+            ),
             batch=batch,
         ),
     }
