@@ -80,6 +80,13 @@ def only_delivery(session: Session, webhook: Webhook) -> WebhookDelivery:
     ).one()
 
 
+def pending_delivery(session: Session, owner: User) -> tuple[Webhook, WebhookDelivery]:
+    """An endpoint of ``owner`` that is never called (port 9) and the delivery one event made."""
+    webhook, _ = make_webhook(session, owner, "http://127.0.0.1:9/a")
+    emit(session, owner)
+    return webhook, only_delivery(session, webhook)
+
+
 def make_due(session: Session, delivery: WebhookDelivery) -> None:
     """Let the retry delay pass (no sleeping)."""
     delivery.next_attempt_at = utcnow() - timedelta(milliseconds=1)
@@ -218,9 +225,7 @@ def test_a_delivery_is_signed_and_succeeds(
 def test_a_claimed_delivery_is_leased_and_a_stale_outcome_is_ignored(
     db_session: Session, user: User
 ) -> None:
-    webhook, _ = make_webhook(db_session, user, "http://127.0.0.1:9/a")
-    emit(db_session, user)
-    delivery = only_delivery(db_session, webhook)
+    webhook, delivery = pending_delivery(db_session, user)
     now = utcnow()
 
     first = deliveries.claim_delivery(db_session, delivery_id=delivery.id, now=now)
@@ -307,9 +312,7 @@ def test_three_failures_then_success_on_the_fourth_attempt(
 def test_the_backoff_ceilings_double_up_to_the_cap_then_the_delivery_is_dead(
     db_session: Session, user: User, caplog: pytest.LogCaptureFixture
 ) -> None:
-    webhook, _ = make_webhook(db_session, user, "http://127.0.0.1:9/a")
-    emit(db_session, user)
-    delivery = only_delivery(db_session, webhook)
+    webhook, delivery = pending_delivery(db_session, user)
     failure = Outcome(OutcomeKind.TRANSIENT, 500, "HTTP 500")
     countdowns = []
     with caplog.at_level(logging.ERROR, logger="app.webhooks.deliveries"):
@@ -335,9 +338,7 @@ def test_the_backoff_ceilings_double_up_to_the_cap_then_the_delivery_is_dead(
 
 
 def test_seeded_jitter_stays_under_each_ceiling(db_session: Session, user: User) -> None:
-    webhook, _ = make_webhook(db_session, user, "http://127.0.0.1:9/a")
-    emit(db_session, user)
-    delivery = only_delivery(db_session, webhook)
+    webhook, delivery = pending_delivery(db_session, user)
     rng = random.Random(1234)
     for _ in range(5):
         attempt = deliveries.claim_delivery(db_session, delivery_id=delivery.id)
@@ -355,9 +356,7 @@ def test_a_long_retry_is_left_to_the_sweep_not_to_a_countdown(
     db_session: Session, user: User, override_settings: Override
 ) -> None:
     override_settings(WEBHOOK_BACKOFF_BASE_SECONDS=600.0, WEBHOOK_BACKOFF_CAP_SECONDS=3600.0)
-    webhook, _ = make_webhook(db_session, user, "http://127.0.0.1:9/a")
-    emit(db_session, user)
-    delivery = only_delivery(db_session, webhook)
+    webhook, delivery = pending_delivery(db_session, user)
     attempt = deliveries.claim_delivery(db_session, delivery_id=delivery.id)
     assert attempt is not None
     countdown = deliveries.record_outcome(
@@ -485,9 +484,7 @@ def test_always_failing_is_dead_then_a_replay_succeeds(
 def test_a_replay_during_an_attempt_wins_over_its_late_outcome(
     db_session: Session, user: User
 ) -> None:
-    webhook, _ = make_webhook(db_session, user, "http://127.0.0.1:9/a")
-    emit(db_session, user)
-    delivery = only_delivery(db_session, webhook)
+    webhook, delivery = pending_delivery(db_session, user)
     attempt = deliveries.claim_delivery(db_session, delivery_id=delivery.id)
     assert attempt is not None
     service.redeliver(db_session, owner_id=user.id, webhook_id=webhook.id, delivery_id=delivery.id)
