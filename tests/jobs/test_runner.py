@@ -33,6 +33,12 @@ def reread(session: Session, job: Job) -> Job:
     return fresh
 
 
+def write_row(session: Session, job: Job, **values: Any) -> None:
+    """Set ``values`` on ``job``'s row behind the ORM's back, as another worker would; commit."""
+    session.execute(update(Job).where(Job.id == job.id).values(**values))
+    session.commit()
+
+
 def files_of(session: Session, job: Job) -> dict[str, JobFile]:
     """The job's files by kind."""
     rows = session.scalars(select(JobFile).where(JobFile.job_id == job.id))
@@ -125,8 +131,7 @@ def test_an_unexpected_exception_fails_the_job_with_a_clear_error_and_logs_the_t
 
 def test_a_job_error_is_the_jobs_error_message(db_session: Session, user: User) -> None:
     job = make_job(db_session, user)
-    db_session.execute(update(Job).where(Job.id == job.id).values(params={"format": "xlsx"}))
-    db_session.commit()
+    write_row(db_session, job, params={"format": "xlsx"})
 
     assert run_job(job.id) == "failed"
 
@@ -201,12 +206,9 @@ def test_a_job_whose_cancel_was_asked_before_a_rerun_is_cancelled_without_runnin
     use_handler(monkeypatch, lambda *_: pytest.fail("the handler must not run"))
     job = make_job(db_session, user)
     past = utcnow() - timedelta(minutes=5)
-    db_session.execute(
-        update(Job)
-        .where(Job.id == job.id)
-        .values(state="running", attempts=1, lease_until=past, cancel_requested_at=past)
+    write_row(
+        db_session, job, state="running", attempts=1, lease_until=past, cancel_requested_at=past
     )
-    db_session.commit()
 
     assert run_job(job.id) == "cancelled"
     assert reread(db_session, job).attempts == 2
@@ -227,36 +229,27 @@ def test_a_job_is_run_once_a_duplicate_message_finds_nothing_to_claim(
 
 def test_a_running_job_with_a_live_lease_is_not_claimed(db_session: Session, user: User) -> None:
     job = make_job(db_session, user)
-    db_session.execute(
-        update(Job)
-        .where(Job.id == job.id)
-        .values(state="running", attempts=1, lease_until=utcnow() + timedelta(minutes=1))
+    write_row(
+        db_session, job, state="running", attempts=1, lease_until=utcnow() + timedelta(minutes=1)
     )
-    db_session.commit()
     assert run_job(job.id) == "not claimable"
     assert reread(db_session, job).attempts == 1
 
 
 def test_a_running_job_whose_lease_expired_is_run_again(db_session: Session, user: User) -> None:
     job = make_job(db_session, user)
-    db_session.execute(
-        update(Job)
-        .where(Job.id == job.id)
-        .values(state="running", attempts=1, lease_until=utcnow() - timedelta(seconds=1))
+    write_row(
+        db_session, job, state="running", attempts=1, lease_until=utcnow() - timedelta(seconds=1)
     )
-    db_session.commit()
     assert run_job(job.id) == "succeeded"
     assert reread(db_session, job).attempts == 2
 
 
 def test_a_job_interrupted_too_often_is_given_up(db_session: Session, user: User) -> None:
     job = make_job(db_session, user)
-    db_session.execute(
-        update(Job)
-        .where(Job.id == job.id)
-        .values(state="running", attempts=3, lease_until=utcnow() - timedelta(seconds=1))
+    write_row(
+        db_session, job, state="running", attempts=3, lease_until=utcnow() - timedelta(seconds=1)
     )
-    db_session.commit()
 
     assert run_job(job.id) == "failed"
 
@@ -341,8 +334,7 @@ def test_the_sweep_re_enqueues_stranded_jobs_once_per_grace_period(
         ),
         (finished, {"state": "succeeded", "created_at": old}),
     ):
-        db_session.execute(update(Job).where(Job.id == job.id).values(**values))
-    db_session.commit()
+        write_row(db_session, job, **values)
 
     first = sweep.requeue_stale(db_session, now=now, grace=timedelta(minutes=1), batch=10)
     second = sweep.requeue_stale(db_session, now=now, grace=timedelta(minutes=1), batch=10)
