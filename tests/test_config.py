@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import sqlalchemy
 from app import config
 from app.config import PROJECT_ROOT, ConfigError, Settings, load_settings
 from app.core.database import build_engine
+from tests.support.commands import run
 
 STRONG_SECRET = "s" * 32
 OTHER_STRONG_SECRET = "j" * 40
@@ -133,15 +133,7 @@ def test_wsgi_exits_with_one_line_naming_the_setting() -> None:
         "SECRET_KEY": "short",
         "DATABASE_URL": "postgresql://x@127.0.0.1/db",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", "import wsgi"],
-        cwd=PROJECT_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run([sys.executable, "-c", "import wsgi"], cwd=PROJECT_ROOT, env=environment)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from app.cli import alembic_config
 from app.config import PROJECT_ROOT
 from app.extensions import db
 from app.models import Base
+from tests.support.commands import run
 from tests.support.database import temporary_database
 
 # Options migrations/env.py gives Alembic; the comparison must be as strict as autogenerate.
@@ -153,14 +153,11 @@ def test_plain_alembic_cli_reads_the_settings(empty_database: str, tmp_path: Pat
         "DATABASE_URL": empty_database,
         "INSTANCE_PATH": str(tmp_path),
     }
-    result = subprocess.run(
+    result = run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
         cwd=PROJECT_ROOT,
         env=environment,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     app = migration_app(empty_database, tmp_path)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from app.config import PROJECT_ROOT
+from tests.support.commands import run
 
 # The suite's fast part: no live stack, no browser; it still covers config, the OpenAPI document,
 # the README, a whole feature's routes and the deployment manifests.
@@ -33,9 +34,7 @@ MAKE_MARKERS = (".python-ok", ".installed-runtime", ".installed-dev")
 
 def git(*args: str, cwd: Path) -> str:
     """Run git in ``cwd`` and return its output (fails the test on an error)."""
-    result = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60
-    )
+    result = run(["git", *args], cwd=cwd)
     assert result.returncode in (0, 1), f"git {' '.join(args)}: {result.stderr}"
     return result.stdout
 
@@ -67,7 +66,7 @@ def make(copy: Path, environment: dict[str, str], *args: str) -> subprocess.Comp
     """``make args`` in ``copy`` with this interpreter's environment as its virtualenv (never
     created nor installed into: its marker files count as up to date)."""
     venv = Path(sys.prefix)
-    return subprocess.run(
+    return run(
         [
             "make",
             "--no-print-directory",
@@ -77,10 +76,7 @@ def make(copy: Path, environment: dict[str, str], *args: str) -> subprocess.Comp
         ],
         cwd=copy,
         env=environment,
-        capture_output=True,
-        text=True,
         timeout=300,
-        check=False,
     )
 
 
@@ -105,14 +101,11 @@ def run_tests(
     """``python -m pytest -x -q paths`` in ``copy``, with the copy's own code; paths the copy
     does not have (an example feature removed) are left out."""
     present = [path for path in paths if (copy / path).exists()]
-    return subprocess.run(
+    return run(
         [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *present],
         cwd=copy,
         env=environment,
-        capture_output=True,
-        text=True,
         timeout=timeout,
-        check=False,
     )
 
 

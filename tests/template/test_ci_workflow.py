@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from app.config import PROJECT_ROOT
+from tests.support.commands import run
 
 WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "ci.yml"
 PRE_COMMIT = PROJECT_ROOT / ".pre-commit-config.yaml"
@@ -30,13 +31,7 @@ def tool(name: str) -> str:
 def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
     """actionlint on ``paths``; shellcheck and pyflakes integrations off, so the result does not
     depend on what else is installed."""
-    return subprocess.run(
-        [tool("actionlint"), "-shellcheck=", "-pyflakes=", *map(str, paths)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run([tool("actionlint"), "-shellcheck=", "-pyflakes=", *map(str, paths)])
 
 
 def lint_commands() -> list[str]:
@@ -114,13 +109,7 @@ def test_the_image_job_builds_the_dockerfile_without_pushing() -> None:
 
 
 def test_pre_commit_config_is_valid_and_runs_the_lint_tools() -> None:
-    result = subprocess.run(
-        [tool("pre-commit"), "validate-config", str(PRE_COMMIT)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run([tool("pre-commit"), "validate-config", str(PRE_COMMIT)])
     assert result.returncode == 0, result.stdout + result.stderr
 
     hooks = [

@@ -14,6 +14,7 @@ from types import ModuleType
 import pytest
 
 from app.config import PROJECT_ROOT
+from tests.support.commands import run
 from tests.template.repository import (
     FAST_TESTS,
     copy_environment,
@@ -58,13 +59,7 @@ def old_name_left(root: Path, name: str, slug: str) -> str:
 
 def rename(root: Path, name: str, slug: str) -> subprocess.CompletedProcess[str]:
     """Run deploy/rename.py on ``root``."""
-    return subprocess.run(
-        [sys.executable, str(RENAME), f"--root={root}", f"--name={name}", f"--slug={slug}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run([sys.executable, str(RENAME), f"--root={root}", f"--name={name}", f"--slug={slug}"])
 
 
 @pytest.fixture
@@ -230,7 +225,7 @@ def test_the_renamed_copy_has_no_old_name_and_passes_the_fast_suite(
     assert f"app.kubernetes.io/name: {new_slug}" in k8s
     workflow = (copy / ".github/workflows/ci.yml").read_text()
     assert f"name: {new_name} CI" in workflow
-    title = subprocess.run(
+    title = run(
         [
             sys.executable,
             "-c",
@@ -240,10 +235,6 @@ def test_the_renamed_copy_has_no_old_name_and_passes_the_fast_suite(
         ],
         cwd=copy,
         env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert title.stdout.strip() == new_slug, tail(title)
 
