@@ -222,15 +222,7 @@ def _fail_leased(
     session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.id == delivery_id, WebhookDelivery.lease_token == token)
-        .values(
-            state=DeliveryState.FAILED.value,
-            last_error=ENDPOINT_DISABLED,
-            next_attempt_at=None,
-            lease_until=None,
-            lease_token=None,
-            queued_until=None,
-            updated_at=now,
-        ),
+        .values(_finished(DeliveryState.FAILED, error=ENDPOINT_DISABLED, now=now)),
         execution_options={"synchronize_session": False},
     )
     session.commit()
@@ -341,14 +333,8 @@ def _success_statement(dialect: str) -> Update:
             attempts=deliveries.attempts + 1,
             last_attempt_at=now,
             last_status_code=bindparam("status_code"),
-            last_error=None,
-            state=DeliveryState.SUCCEEDED.value,
             delivered_at=now,
-            next_attempt_at=None,
-            lease_until=None,
-            lease_token=None,
-            queued_until=None,
-            updated_at=now,
+            **_finished(DeliveryState.SUCCEEDED, error=None, now=now),
         )
         .returning(failing_since.label("failing_since"), relaxed_commit(dialect))
     )
@@ -417,13 +403,23 @@ def _schedule_retry(
 def _finish(
     delivery: WebhookDelivery, state: DeliveryState, *, now: datetime, error: str | None
 ) -> None:
-    delivery.state = state.value
-    delivery.last_error = error
-    delivery.next_attempt_at = None
-    delivery.lease_until = None
-    delivery.lease_token = None
-    delivery.queued_until = None
-    delivery.updated_at = now
+    for name, value in _finished(state, error=error, now=now).items():
+        setattr(delivery, name, value)
+
+
+def _finished(
+    state: DeliveryState, *, error: str | None, now: datetime | BindParameter[datetime]
+) -> dict[str, Any]:
+    """The values of a delivery that is done: its final state, no schedule, no lease."""
+    return {
+        "state": state.value,
+        "last_error": error,
+        "next_attempt_at": None,
+        "lease_until": None,
+        "lease_token": None,
+        "queued_until": None,
+        "updated_at": now,
+    }
 
 
 def _trip_breaker(
@@ -475,15 +471,7 @@ def stop_pending(session: Session, webhook_id: uuid.UUID, *, now: datetime) -> N
             WebhookDelivery.webhook_id == webhook_id,
             WebhookDelivery.state == DeliveryState.PENDING.value,
         )
-        .values(
-            state=DeliveryState.FAILED.value,
-            last_error=ENDPOINT_DISABLED,
-            next_attempt_at=None,
-            lease_until=None,
-            lease_token=None,
-            queued_until=None,
-            updated_at=now,
-        ),
+        .values(_finished(DeliveryState.FAILED, error=ENDPOINT_DISABLED, now=now)),
         execution_options={"synchronize_session": "fetch"},
     )
 
