@@ -83,18 +83,24 @@ def test_smtp_delivers_both_parts_to_a_real_server() -> None:
     assert html_of(received).strip() == "<p>HTML body</p>"
 
 
+def logging_in_mailer(sink: SmtpSink, certificate: Certificate, *, password: str) -> SmtpMailer:
+    """A mailer that upgrades to TLS with ``sink`` (trusting ``certificate``) and logs in as
+    ``mailer`` with ``password``."""
+    return SmtpMailer(
+        host="127.0.0.1",
+        port=sink.port,
+        security="starttls",
+        username="mailer",
+        password=password,
+        ssl_context=certificate.client_context(),
+    )
+
+
 def test_starttls_upgrades_and_logs_in_with_a_verified_certificate(
     certificate: Certificate,
 ) -> None:
     with SmtpSink(starttls=certificate, require_auth=True) as sink:
-        mailer = SmtpMailer(
-            host="127.0.0.1",
-            port=sink.port,
-            security="starttls",
-            username="mailer",
-            password="s3cret",
-            ssl_context=certificate.client_context(),
-        )
+        mailer = logging_in_mailer(sink, certificate, password="s3cret")
         mailer.send(sample_message())
         assert len(sink.messages) == 1
         assert sink.handler.logins == [(b"mailer", b"s3cret")]
@@ -102,14 +108,7 @@ def test_starttls_upgrades_and_logs_in_with_a_verified_certificate(
 
 def test_a_wrong_smtp_password_is_a_permanent_failure(certificate: Certificate) -> None:
     with SmtpSink(starttls=certificate, require_auth=True) as sink:
-        mailer = SmtpMailer(
-            host="127.0.0.1",
-            port=sink.port,
-            security="starttls",
-            username="mailer",
-            password="wrong",
-            ssl_context=certificate.client_context(),
-        )
+        mailer = logging_in_mailer(sink, certificate, password="wrong")
         with pytest.raises(smtplib.SMTPAuthenticationError) as caught:
             mailer.send(sample_message())
         assert sink.messages == []
