@@ -15,16 +15,22 @@ from app.notifications import background, service
 from app.notifications.models import EmailMessage, EmailState
 
 
-def test_send_email_uses_the_configured_backend(app: Flask, db_session: Session) -> None:
+def queued_welcome(session: Session, *, dedupe_key: str) -> EmailMessage:
+    """A welcome email to Ada, queued and committed."""
     message = service.queue_email(
-        db_session,
+        session,
         to="ada@example.com",
         template="welcome",
         context={"full_name": "Ada", "email": "ada@example.com"},
-        dedupe_key="welcome:background",
+        dedupe_key=dedupe_key,
     )
     assert message is not None
-    db_session.commit()
+    session.commit()
+    return message
+
+
+def test_send_email_uses_the_configured_backend(app: Flask, db_session: Session) -> None:
+    message = queued_welcome(db_session, dedupe_key="welcome:background")
 
     assert background.send_email.run(str(message.id)) == "succeeded"
     assert background.send_email.run(str(message.id)) is None  # already sent: nothing to do
@@ -41,15 +47,7 @@ def test_send_email_uses_the_configured_backend(app: Flask, db_session: Session)
 
 
 def test_the_sweep_enqueues_due_emails(db_session: Session) -> None:
-    message = service.queue_email(
-        db_session,
-        to="ada@example.com",
-        template="welcome",
-        context={"full_name": "Ada", "email": "ada@example.com"},
-        dedupe_key="welcome:sweep",
-    )
-    assert message is not None
-    db_session.commit()
+    message = queued_welcome(db_session, dedupe_key="welcome:sweep")
     assert background.sweep_due_emails.run() == 0  # within the grace of its own message
     db_session.execute(
         update(EmailMessage)
