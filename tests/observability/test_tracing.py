@@ -7,7 +7,6 @@ leak into the rest of the suite.
 from __future__ import annotations
 
 import gzip
-import subprocess
 import sys
 import textwrap
 import threading
@@ -18,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.support.commands import run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,15 +58,21 @@ def receiver() -> Iterator[tuple[int, list[tuple[str, bytes]]]]:
         server.server_close()
 
 
-def run_app_script(script: str, tmp_path: Path) -> None:
-    """Run ``script`` (which builds the app) in a fresh interpreter; fail with its output."""
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
+def run_app_script(script: str, tmp_path: Path, database_url: str, **settings: str) -> None:
+    """Run ``script`` in a fresh interpreter once ``app = create_app(...)`` has built the app of
+    the testing profile on ``database_url`` with ``settings``; fail with its output."""
+    config = {
+        "APP_ENV": "testing",
+        "DATABASE_URL": database_url,
+        "INSTANCE_PATH": str(tmp_path),
+        **settings,
+    }
+    prelude = f"from app import create_app\napp = create_app({config!r})\n"
+    result = run(
+        [sys.executable, "-c", prelude + textwrap.dedent(script)],
         cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "APP_ENV": "testing"},
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -75,16 +82,8 @@ def test_sentry_receives_an_unexpected_error_without_secrets(
 ) -> None:
     with receiver() as (port, received):
         run_app_script(
-            f"""
+            """
             import sentry_sdk
-            from app import create_app
-
-            app = create_app({{
-                "APP_ENV": "testing",
-                "DATABASE_URL": {database_url!r},
-                "INSTANCE_PATH": {str(tmp_path)!r},
-                "SENTRY_DSN": "http://publickey@127.0.0.1:{port}/42",
-            }})
 
             def explode():
                 raise RuntimeError("sentry-test-boom")
@@ -92,13 +91,15 @@ def test_sentry_receives_an_unexpected_error_without_secrets(
             app.add_url_rule("/_explode", "explode", explode, methods=["POST"])
             response = app.test_client().post(
                 "/_explode?token=query-secret",
-                json={{"password": "body-secret-password"}},
-                headers={{"Authorization": "Bearer header-secret-token"}},
+                json={"password": "body-secret-password"},
+                headers={"Authorization": "Bearer header-secret-token"},
             )
             assert response.status_code == 500, response.status_code
             sentry_sdk.flush(timeout=10)
             """,
             tmp_path,
+            database_url,
+            SENTRY_DSN=f"http://publickey@127.0.0.1:{port}/42",
         )
     envelopes = [body.decode(errors="replace") for path, body in received if "/api/42/" in path]
     events = [envelope for envelope in envelopes if "sentry-test-boom" in envelope]
@@ -117,19 +118,12 @@ def test_opentelemetry_exports_flask_sqlalchemy_and_celery_spans(
 
     with receiver() as (port, received):
         run_app_script(
-            f"""
-            from app import create_app
+            """
             from app.core.messaging import send_task
 
-            app = create_app({{
-                "APP_ENV": "testing",
-                "DATABASE_URL": {database_url!r},
-                "INSTANCE_PATH": {str(tmp_path)!r},
-                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:{port}",
-            }})
             client = app.test_client()
             response = client.post(
-                "/api/v1/auth/login", json={{"email": "nobody@example.com", "password": "x" * 8}}
+                "/api/v1/auth/login", json={"email": "nobody@example.com", "password": "x" * 8}
             )
             assert response.status_code == 401, response.status_code
             assert client.get("/health/live").status_code == 200  # not traced
@@ -138,6 +132,8 @@ def test_opentelemetry_exports_flask_sqlalchemy_and_celery_spans(
             assert app.extensions["tracer_provider"].force_flush(10_000)
             """,
             tmp_path,
+            database_url,
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}",
         )
     spans: dict[str, set[str]] = {}
     for path, body in received:
@@ -158,15 +154,14 @@ def test_opentelemetry_exports_flask_sqlalchemy_and_celery_spans(
 
 def test_nothing_is_loaded_unless_configured(database_url: str, tmp_path: Path) -> None:
     run_app_script(
-        f"""
+        """
         import sys
-        from app import create_app
 
-        create_app({{"APP_ENV": "testing", "DATABASE_URL": {database_url!r}}})
         # (redis itself imports opentelemetry.sdk.metrics when it is installed; not ours.)
         ours = ("sentry_sdk", "opentelemetry.instrumentation", "opentelemetry.exporter")
         loaded = [name for name in sys.modules if name.startswith(ours)]
         assert not loaded, loaded
         """,
         tmp_path,
+        database_url,
     )
