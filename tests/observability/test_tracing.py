@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
 from tests.support.commands import run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +109,6 @@ def test_sentry_receives_an_unexpected_error_without_secrets(
 def test_opentelemetry_exports_flask_sqlalchemy_and_celery_spans(
     database_url: str, tmp_path: Path
 ) -> None:
-    pytest.importorskip("opentelemetry.proto")  # installed with the exporter
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
