@@ -34,6 +34,8 @@ from tests.support.database import temporary_database
 from tests.support.services import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# ``celery`` run by this interpreter on the project's Celery app (celery_worker.py).
+CELERY = (sys.executable, "-m", "celery", "-A", "celery_worker")
 
 
 def wait_for(
@@ -141,11 +143,7 @@ class LiveStack:
     ) -> Process:
         """Start ``celery worker`` and wait until it is ready."""
         command_line = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "celery_worker",
+            *CELERY,
             "worker",
             "-Q",
             queues,
@@ -173,11 +171,7 @@ class LiveStack:
         """Start ``celery beat`` with a schedule file in the stack's folder."""
         schedule = self.tmp_path / f"beat-{uuid.uuid4().hex[:6]}"
         command_line = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "celery_worker",
+            *CELERY,
             "beat",
             "-s",
             str(schedule),
