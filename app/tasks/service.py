@@ -137,8 +137,84 @@ def list_tasks(
     """
     if owner_id is not None and not viewer.is_admin:
         raise Forbidden("Only administrators may filter by owner_id.")
-    owner = viewer.user_id if not viewer.is_admin else owner_id
+    given = _filter_values(
+        owner_id=viewer.user_id if not viewer.is_admin else owner_id,
+        status=status,
+        priority=priority,
+        tag=tag,
+        due_after=due_after,
+        due_before=due_before,
+        q=q,
+    )
+    count, page_query = _list_statements(frozenset(given), sort)
+    total = session.scalar(count, given) or 0
+    offset = (page - 1) * page_size
+    if offset >= total:
+        return [], total
+    return session.scalars(page_query, {**given, "limit": page_size, "offset": offset}).all(), total
+
+
+def stream_tasks(
+    session: Session,
+    *,
+    owner_id: int,
+    batch: int,
+    status: TaskStatus | None = None,
+    priority: TaskPriority | None = None,
+    tag: str | None = None,
+    due_after: datetime | None = None,
+    due_before: datetime | None = None,
+) -> tuple[int, Iterator[dict[str, Any]]]:
+    """How many of ``owner_id``'s tasks match the filters, and those tasks ordered by id as
+    ``task_values``, read ``batch`` rows at a time from one statement (one snapshot, bounded
+    memory); the rows are read while the iterator is, so ``session`` must stay open until then.
+    """
+    given = _filter_values(
+        owner_id=owner_id,
+        status=status,
+        priority=priority,
+        tag=tag,
+        due_after=due_after,
+        due_before=due_before,
+    )
+    filters = frozenset(given)
+    count, _page = _list_statements(filters, DEFAULT_SORT)
+    total = session.scalar(count, given) or 0
+    tasks = session.scalars(
+        _stream_statement(filters), given, execution_options={"yield_per": batch}
+    )
+    return total, (task_values(task) for task in tasks)
+
+
+def task_values(task: Task) -> dict[str, Any]:
+    """The task's fields as JSON-safe values (what an export writes: no owner, no version)."""
+    return {
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "status": task.status,
+        "priority": TaskPriority(task.priority).value,
+        "due_at": _iso(task.due_at),
+        "tags": list(task.tags),
+        "created_at": _iso(task.created_at),
+        "updated_at": _iso(task.updated_at),
+        "completed_at": _iso(task.completed_at),
+    }
+
+
+def _filter_values(
+    *,
+    owner_id: int | None,
+    status: TaskStatus | None,
+    priority: TaskPriority | None,
+    tag: str | None,
+    due_after: datetime | None,
+    due_before: datetime | None,
+    q: str | None = None,
+) -> dict[str, Any]:
+    """The bound values of the filters given, each named as its condition in ``_CONDITIONS``."""
     filters = {
+        "owner_id": owner_id,
         "status": None if status is None else TaskStatus(status).value,
         "priority": None if priority is None else TaskPriority(priority),
         "tag": tag,
@@ -146,15 +222,7 @@ def list_tasks(
         "due_before": due_before,
         "q": None if q is None else like_contains(q),
     }
-    given: dict[str, Any] = {name: value for name, value in filters.items() if value is not None}
-    if owner is not None:
-        given["owner_id"] = owner
-    count, page_query = _list_statements(frozenset(given), sort)
-    total = session.scalar(count, given) or 0
-    offset = (page - 1) * page_size
-    if offset >= total:
-        return [], total
-    return session.scalars(page_query, {**given, "limit": page_size, "offset": offset}).all(), total
+    return {name: value for name, value in filters.items() if value is not None}
 
 
 # One condition per filter, each comparing with the bound parameter of the filter's name.
@@ -177,7 +245,7 @@ def _list_statements(filters: frozenset[str], sort: str) -> tuple[Select[Any], S
     Without filters other than the owner, the total is the owner's row of ``task_counts`` (or
     the sum of all of them), which triggers keep exact: no ``COUNT`` over every matching row.
     """
-    conditions = [_CONDITIONS[name]() for name in sorted(filters)]
+    conditions = _conditions(filters)
     if filters == {"owner_id"}:
         count = select(func.coalesce(func.sum(TaskCount.total), 0)).where(
             TaskCount.owner_id == bindparam("owner_id")
@@ -194,6 +262,16 @@ def _list_statements(filters: frozenset[str], sort: str) -> tuple[Select[Any], S
         .offset(bindparam("offset"))
     )
     return count, page
+
+
+@functools.lru_cache(maxsize=64)  # 32 filter sets at most, the owner always given
+def _stream_statement(filters: frozenset[str]) -> Select[Any]:
+    """The tasks with ``filters`` given, ordered by id (an export), built once per shape."""
+    return select(Task).where(*_conditions(filters)).order_by(Task.id)
+
+
+def _conditions(filters: frozenset[str]) -> list[ColumnElement[bool]]:
+    return [_CONDITIONS[name]() for name in sorted(filters)]
 
 
 def order_by(sort: str) -> list[UnaryExpression[Any]]:
@@ -295,19 +373,11 @@ def _completed_payload(task: Task) -> dict[str, Any]:
 
 def _snapshot(task: Task) -> dict[str, Any]:
     """The task as JSON-safe values; the description (up to 10,000 characters) is left out."""
-    return {
-        "id": task.id,
-        "owner_id": task.owner_id,
-        "title": task.title,
-        "status": task.status,
-        "priority": TaskPriority(task.priority).value,
-        "due_at": _iso(task.due_at),
-        "tags": list(task.tags),
-        "created_at": _iso(task.created_at),
-        "updated_at": _iso(task.updated_at),
-        "completed_at": _iso(task.completed_at),
-        "version": task.version,
-    }
+    # "id" first keeps its place when ``task_values`` sets it again: the keys keep their order.
+    snapshot = {"id": task.id, "owner_id": task.owner_id, **task_values(task)}
+    del snapshot["description"]
+    snapshot["version"] = task.version
+    return snapshot
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,4 +1,4 @@
-"""The task conditions shared by the export and the bulk update."""
+"""The task conditions of the bulk update (the export reads through the tasks service)."""
 
 from __future__ import annotations
 

@@ -10,20 +10,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime
 from tempfile import SpooledTemporaryFile
 from typing import IO, Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import current_settings
 from app.jobs.handlers.base import JobError, Progress, ResultFile, load_params, percent
-from app.jobs.handlers.filters import task_conditions
 from app.jobs.handlers.tasks_csv import EXPORT_COLUMNS, TAG_SEPARATOR, escape_cell
 from app.jobs.models import Job
 from app.jobs.params import ExportParams
-from app.tasks.models import Task, TaskPriority
+from app.tasks import service as tasks_service
 
 SPOOL_BYTES = 8 * 1024 * 1024
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
@@ -35,9 +32,6 @@ def export_tasks(session: Session, job: Job, progress: Progress) -> ResultFile:
     settings = current_settings()
     batch, limit = settings.JOB_BATCH_SIZE, settings.JOB_MAX_RESULT_BYTES
     file_format: str = params.pop("format")
-    conditions = task_conditions(job.owner_id, params)
-    total = session.scalar(select(func.count()).select_from(Task).where(*conditions)) or 0
-    query = select(Task).where(*conditions).order_by(Task.id).execution_options(yield_per=batch)
     exported = 0
     # A session of its own for the stream: progress() commits the job's session, which would
     # close a server-side cursor opened there.
@@ -45,10 +39,13 @@ def export_tasks(session: Session, job: Job, progress: Progress) -> ResultFile:
         Session(bind=session.get_bind()) as reader,
         SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer,
     ):
+        total, rows = tasks_service.stream_tasks(
+            reader, owner_id=job.owner_id, batch=batch, **params
+        )
         text = io.TextIOWrapper(buffer, encoding="utf-8", newline="")
         writer = _CsvWriter(text) if file_format == "csv" else _JsonWriter(text)
-        for task in reader.scalars(query):
-            writer.write(_row(task))
+        for row in rows:
+            writer.write(row)
             exported += 1
             if exported % batch == 0:
                 _check_size(text, buffer, limit)
@@ -73,25 +70,6 @@ def _check_size(text: io.TextIOWrapper, buffer: IO[bytes], limit: int) -> None:
             f"The export is larger than {limit:,} bytes; narrow it with filters "
             "(status, priority, tag, due_after, due_before)."
         )
-
-
-def _row(task: Task) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "title": task.title,
-        "description": task.description,
-        "status": task.status,
-        "priority": TaskPriority(task.priority).value,
-        "due_at": _iso(task.due_at),
-        "tags": list(task.tags),
-        "created_at": _iso(task.created_at),
-        "updated_at": _iso(task.updated_at),
-        "completed_at": _iso(task.completed_at),
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 class _CsvWriter:
