@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -28,49 +29,42 @@ def cleanup(session: Session, *, settings: Settings, now: datetime) -> dict[str,
     sessions_cutoff = now - timedelta(days=settings.AUTH_SESSION_RETENTION_DAYS)
     emails_cutoff = now - timedelta(days=settings.EMAIL_RETENTION_DAYS)
     outbox_cutoff = now - timedelta(days=settings.OUTBOX_RETENTION_DAYS)
-    return {
-        "refresh_tokens": delete_in_batches(
-            session,
-            model=RefreshToken,
-            chosen=select(RefreshToken.jti).where(RefreshToken.expires_at < now),
-            batch=batch,
+    # Each kind: its model and the select of the keys of its expired rows, deleted in this order.
+    expired: dict[str, tuple[type[Any], Select[*tuple[Any, ...]]]] = {
+        "refresh_tokens": (
+            RefreshToken,
+            select(RefreshToken.jti).where(RefreshToken.expires_at < now),
         ),
-        "auth_sessions": delete_in_batches(
-            session,
-            model=AuthSession,
-            chosen=select(AuthSession.id).where(AuthSession.expires_at < sessions_cutoff),
-            batch=batch,
+        "auth_sessions": (
+            AuthSession,
+            select(AuthSession.id).where(AuthSession.expires_at < sessions_cutoff),
         ),
-        "password_reset_tokens": delete_in_batches(
-            session,
-            model=PasswordResetToken,
-            chosen=select(PasswordResetToken.id).where(PasswordResetToken.expires_at < now),
-            batch=batch,
+        "password_reset_tokens": (
+            PasswordResetToken,
+            select(PasswordResetToken.id).where(PasswordResetToken.expires_at < now),
         ),
-        "email_messages": delete_in_batches(
-            session,
-            model=EmailMessage,
-            chosen=select(EmailMessage.id).where(
+        "email_messages": (
+            EmailMessage,
+            select(EmailMessage.id).where(
                 EmailMessage.state != EmailState.PENDING.value,
                 EmailMessage.created_at < emails_cutoff,
             ),
-            batch=batch,
         ),
-        "consumed_events": delete_in_batches(
-            session,
-            model=ConsumedEvent,
-            chosen=select(ConsumedEvent.event_id, ConsumedEvent.consumer).where(
+        "consumed_events": (
+            ConsumedEvent,
+            select(ConsumedEvent.event_id, ConsumedEvent.consumer).where(
                 ConsumedEvent.consumed_at < outbox_cutoff
             ),
-            batch=batch,
         ),
-        "outbox_events": delete_in_batches(
-            session,
-            model=OutboxEvent,
-            chosen=select(OutboxEvent.id).where(
+        "outbox_events": (
+            OutboxEvent,
+            select(OutboxEvent.id).where(
                 OutboxEvent.dispatched_at.is_not(None),
                 OutboxEvent.dispatched_at < outbox_cutoff,
             ),
-            batch=batch,
         ),
+    }
+    return {
+        kind: delete_in_batches(session, model=model, chosen=chosen, batch=batch)
+        for kind, (model, chosen) in expired.items()
     }
