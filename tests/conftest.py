@@ -9,15 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy.orm import Session
 
 from app import create_app
-from app.cli import alembic_config
-from app.extensions import db
-from tests.support.database import rolled_back_transaction, temporary_database
+from tests.support.database import migrated_database, rolled_back_transaction
 from tests.support.services import ServiceUnavailableError, ensure_postgres, ensure_redis
 
 
@@ -42,14 +39,8 @@ def redis_url() -> str:
 @pytest.fixture(scope="session")
 def database_url(postgres_server_url: str) -> Iterator[str]:
     """A fresh database for this run, migrated to head by Alembic (as production is)."""
-    with temporary_database(postgres_server_url) as url:
-        rendered = url.render_as_string(hide_password=False)
-        migrate_app = create_app({"APP_ENV": "testing", "DATABASE_URL": rendered})
-        with migrate_app.app_context(), db.engine.connect() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-        yield rendered
+    with migrated_database(postgres_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

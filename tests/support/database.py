@@ -7,10 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy
+from alembic import command
 from flask import Flask
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
+from app import create_app
+from app.cli import alembic_config
 from app.config import normalize_database_url
 from app.extensions import db
 
@@ -36,6 +39,22 @@ def temporary_database(server_url: str, prefix: str = "tmpl_test") -> Iterator[U
         with admin.connect() as connection:
             connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def migrated_database(server_url: str, prefix: str = "tmpl_test") -> Iterator[str]:
+    """A new database on ``server_url``'s server, migrated to head by Alembic as production is;
+    its URL; dropped afterwards."""
+    with temporary_database(server_url, prefix=prefix) as url:
+        rendered = url.render_as_string(hide_password=False)
+        migrate_app = create_app({"APP_ENV": "testing", "DATABASE_URL": rendered})
+        with migrate_app.app_context(), db.engine.connect() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        with migrate_app.app_context():
+            db.engine.dispose()
+        yield rendered
 
 
 @contextmanager

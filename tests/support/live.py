@@ -22,15 +22,13 @@ from typing import Any
 
 import redis
 import sqlalchemy
-from alembic import command
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from app import create_app
-from app.cli import alembic_config
 from app.extensions import db
 from app.models import Base
-from tests.support.database import temporary_database
+from tests.support.database import migrated_database
 from tests.support.services import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -222,13 +220,5 @@ def _setting_names() -> set[str]:
 @contextmanager
 def live_database(postgres_server_url: str) -> Iterator[str]:
     """A new database migrated to head, for a live stack."""
-    with temporary_database(postgres_server_url, prefix="tmpl_live") as url:
-        rendered = url.render_as_string(hide_password=False)
-        migrate_app = create_app({"APP_ENV": "testing", "DATABASE_URL": rendered})
-        with migrate_app.app_context(), db.engine.connect() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-        with migrate_app.app_context():
-            db.engine.dispose()
-        yield rendered
+    with migrated_database(postgres_server_url, prefix="tmpl_live") as url:
+        yield url
