@@ -14,6 +14,7 @@ from app import config
 from app.config import PROJECT_ROOT, ConfigError, Settings, load_settings
 from app.core.database import build_engine
 from tests.support.commands import run
+from tests.support.settings import clear_settings_environment
 
 STRONG_SECRET = "s" * 32
 OTHER_STRONG_SECRET = "j" * 40
@@ -24,8 +25,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No setting leaks in from the shell, and no stray ``.env`` is read."""
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name, raising=False)
+    clear_settings_environment(monkeypatch)
     monkeypatch.chdir(tmp_path)
 
 

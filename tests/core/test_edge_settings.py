@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.config import ConfigError, Settings, load_settings
+from tests.support.settings import clear_settings_environment
 
 PRODUCTION = {
     "APP_ENV": "production",
@@ -21,8 +22,7 @@ PRODUCTION = {
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No setting leaks in from the shell, and no stray ``.env`` is read."""
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name, raising=False)
+    clear_settings_environment(monkeypatch)
     monkeypatch.chdir(tmp_path)
 
 
