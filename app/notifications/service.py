@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage as MimeMessage
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -93,6 +93,20 @@ def dedupe_key_taken(session: Session, dedupe_key: str) -> bool:
     """True when an email with ``dedupe_key`` exists (committed or in this transaction)."""
     query = select(EmailMessage.id).where(EmailMessage.dedupe_key == dedupe_key)
     return session.scalar(query) is not None
+
+
+def withdraw_pending(session: Session, *, dedupe_key: str, now: datetime | None = None) -> bool:
+    """Delete the email queued under ``dedupe_key`` if it is still waiting to be sent (no commit):
+    its reason went away (a reminder of a task since done, moved or deleted). An email a worker
+    holds right now is left to finish. The key is free again afterwards. True if one was deleted.
+    """
+    now = now or utcnow()
+    statement = delete(EmailMessage).where(
+        EmailMessage.dedupe_key == dedupe_key,
+        EmailMessage.state == EmailState.PENDING.value,
+        or_(EmailMessage.lease_until.is_(None), EmailMessage.lease_until < now),
+    )
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
 def send_follow_ups(messages: Iterable[EmailMessage | None]) -> list[FollowUp]:

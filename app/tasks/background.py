@@ -2,7 +2,8 @@
 
 A reminder is an email queued with the dedupe key ``reminder:<task id>:<due_at>``: a second beat
 run (or a redelivered message) finds the key and queues nothing, while moving a task's due date
-makes a new key, so the reminder is armed again for the new date.
+makes a new key, so the reminder is armed again for the new date. A reminder not sent yet is
+withdrawn when its task is done, deleted or moved (``app.tasks.service``).
 """
 
 from __future__ import annotations
@@ -22,17 +23,13 @@ from app.extensions import db
 from app.notifications.models import EmailMessage
 from app.notifications.service import SEND_EMAIL_TASK, queue_email
 from app.tasks.models import Task, TaskStatus
+from app.tasks.service import reminder_key
 from app.users.models import User
 
 logger = logging.getLogger(__name__)
 
 # Bounds one run's work: batches of TASK_REMINDER_BATCH tasks, each committed on its own.
 MAX_BATCHES_PER_RUN = 100
-
-
-def reminder_key(task_id: int, due_at: datetime) -> str:
-    """The dedupe key of the reminder for ``task_id`` due at ``due_at``."""
-    return f"reminder:{task_id}:{due_at.astimezone(UTC).isoformat()}"
 
 
 def queue_due_reminders(

@@ -25,6 +25,7 @@ from app.core.database import utcnow
 from app.core.errors import Forbidden, NotFound, PreconditionFailed
 from app.core.queries import LIKE_ESCAPE, json_array_contains, like_contains
 from app.events.service import TASK_COMPLETED, TASK_CREATED, TASK_DELETED, TASK_UPDATED, record
+from app.notifications.service import withdraw_pending
 from app.tasks.models import Task, TaskCount, TaskPriority, TaskStatus
 
 EDITABLE_FIELDS = ("title", "description", "status", "priority", "due_at", "tags")
@@ -111,6 +112,8 @@ def delete_task(
     with _conditional_write(session):
         session.delete(task)
         session.flush()  # DELETE ... WHERE id = :id AND version = :version
+        if task.due_at is not None:
+            _withdraw_reminder(session, task_id=task.id, due_at=task.due_at)
         record(session, TASK_DELETED, payload)
         session.commit()
 
@@ -308,6 +311,7 @@ def _change(
     task = get_task(session, owner_id=owner_id, task_id=task_id)
     _check_version(task, expected_versions)
     now = utcnow()
+    due_before = task.due_at
     became_done = _apply(task, values, now=now)
     if not session.is_modified(task):
         # Writing the values a task already has changes nothing: no new version, no event.
@@ -315,11 +319,24 @@ def _change(
     task.updated_at = now
     with _conditional_write(session):
         session.flush()  # UPDATE ... WHERE id = :id AND version = :version read above
+        if due_before is not None and (became_done or task.due_at != due_before):
+            _withdraw_reminder(session, task_id=task.id, due_at=due_before)
         record(session, TASK_UPDATED, _event_payload(task, task=_snapshot(task)))
         if became_done:
             record(session, TASK_COMPLETED, _completed_payload(task))
         session.commit()
     return task
+
+
+def reminder_key(task_id: int, due_at: datetime) -> str:
+    """The dedupe key of the reminder email for ``task_id`` due at ``due_at``."""
+    return f"reminder:{task_id}:{due_at.astimezone(UTC).isoformat()}"
+
+
+def _withdraw_reminder(session: Session, *, task_id: int, due_at: datetime) -> None:
+    """A reminder queued for this due date and not sent yet no longer applies: the task is done,
+    deleted or due at another time (the next reminder run arms the new date)."""
+    withdraw_pending(session, dedupe_key=reminder_key(task_id, due_at))
 
 
 def _apply(task: Task, values: Mapping[str, Any], *, now: datetime) -> bool:

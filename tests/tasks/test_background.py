@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.core.database import utcnow
 from app.notifications.models import EmailMessage
-from app.tasks import background
+from app.tasks import background, service
 from app.tasks.models import Task, TaskStatus
 from app.users.models import User
 from tests.factories import UserFactory
@@ -108,3 +108,64 @@ def test_the_reminder_query_uses_the_partial_index(db_session: Session) -> None:
     db_session.execute(text("SET LOCAL enable_seqscan = off"))
     plan = "\n".join(db_session.execute(text(f"EXPLAIN {compiled}")).scalars())
     assert "ix_tasks_open_due" in plan
+
+
+def test_a_reminder_not_sent_yet_is_withdrawn_when_its_task_is_done(
+    db_session: Session, user: User
+) -> None:
+    task = TaskFactory(owner=user, due_at=utcnow() + timedelta(minutes=30))
+    assert run(db_session) == 1
+
+    service.update_task(db_session, owner_id=user.id, task_id=task.id, changes={"status": "done"})
+
+    assert reminders(db_session) == []
+    assert run(db_session) == 0  # done tasks are not reminded
+
+
+def test_a_reopened_task_is_reminded_again(db_session: Session, user: User) -> None:
+    task = TaskFactory(owner=user, due_at=utcnow() + timedelta(minutes=30))
+    assert run(db_session) == 1
+    service.update_task(db_session, owner_id=user.id, task_id=task.id, changes={"status": "done"})
+    service.update_task(db_session, owner_id=user.id, task_id=task.id, changes={"status": "todo"})
+
+    assert run(db_session) == 1
+    assert len(reminders(db_session)) == 1
+
+
+def test_moving_the_due_date_withdraws_the_old_reminder(db_session: Session, user: User) -> None:
+    task = TaskFactory(owner=user, due_at=utcnow() + timedelta(minutes=30))
+    assert run(db_session) == 1
+    moved = utcnow() + timedelta(minutes=50)
+
+    service.update_task(db_session, owner_id=user.id, task_id=task.id, changes={"due_at": moved})
+
+    assert reminders(db_session) == []
+    assert run(db_session) == 1
+    [email] = reminders(db_session)
+    assert email.dedupe_key == service.reminder_key(task.id, moved)
+
+
+def test_deleting_the_task_withdraws_its_reminder(db_session: Session, user: User) -> None:
+    task = TaskFactory(owner=user, due_at=utcnow() + timedelta(minutes=30))
+    assert run(db_session) == 1
+
+    service.delete_task(db_session, owner_id=user.id, task_id=task.id)
+
+    assert reminders(db_session) == []
+
+
+def test_a_reminder_sent_or_being_sent_is_kept(db_session: Session, user: User) -> None:
+    sent = TaskFactory(owner=user, due_at=utcnow() + timedelta(minutes=30))
+    sending = TaskFactory(owner=user, due_at=utcnow() + timedelta(minutes=40))
+    assert run(db_session) == 2
+    first, second = reminders(db_session)
+    first.state = "succeeded"
+    second.lease_until = utcnow() + timedelta(minutes=2)  # a worker holds it right now
+    db_session.commit()
+
+    for task in (sent, sending):
+        service.update_task(
+            db_session, owner_id=user.id, task_id=task.id, changes={"status": "done"}
+        )
+
+    assert {email.id for email in reminders(db_session)} == {first.id, second.id}
