@@ -128,6 +128,19 @@ def relax_commit_durability(session: Session) -> None:
         session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
+def lock_until_commit(session: Session, key: str) -> None:
+    """Make transactions that take the same ``key`` run one after the other from here until
+    they end (PostgreSQL's transaction-scoped advisory lock; SQLite lets one writer at a time).
+
+    For a rule that reads and then writes rows that do not exist yet, so no row lock can guard
+    it: "at most N per user" checked by a count.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+        )
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")  # SQLite ignores foreign keys unless asked

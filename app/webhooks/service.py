@@ -15,7 +15,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings, current_settings
-from app.core.database import utcnow
+from app.core.database import lock_until_commit, utcnow
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.webhooks.crypto import encrypt_secret, generate_secret
 from app.webhooks.deliveries import enqueue_deliveries, lease_seconds, stop_pending
@@ -75,6 +75,8 @@ def _checked_url(url: str, settings: Settings) -> str:
 def create_webhook(session: Session, *, owner_id: int, values: Mapping[str, Any]) -> CreatedWebhook:
     """Register an endpoint for ``owner_id``; its new signing secret is returned this once."""
     settings = current_settings()
+    # Two creates at once would both count below the cap and both insert.
+    lock_until_commit(session, f"webhooks.create:{owner_id}")
     count = session.scalar(select(func.count()).where(Webhook.owner_id == owner_id)) or 0
     if count >= settings.WEBHOOK_MAX_PER_USER:
         raise Conflict(f"You already have the maximum of {settings.WEBHOOK_MAX_PER_USER} webhooks.")
