@@ -54,7 +54,7 @@ screenshot: install-dev ## Refresh docs/images/swagger-ui.png from the Swagger U
 	$(BIN)/pytest tests/browser/test_swagger_ui.py -q
 	mkdir -p docs/images && cp test-artifacts/swagger-ui.png docs/images/swagger-ui.png
 
-bench: install-dev ## Benchmark suite (wrk, 10-15 min) -> bench/results/latest.md
+bench: install-dev ## Benchmark suite (wrk, about 10 min) -> bench/results/latest.md
 	$(BIN)/python -m bench.run
 
 bench-quick: install-dev ## The same, a few seconds per scenario -> bench/results/quick.md
