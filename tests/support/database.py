@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import sqlalchemy
 from alembic import command
 from flask import Flask
+from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
@@ -78,3 +79,16 @@ def rolled_back_transaction(app: Flask) -> Iterator[Session]:
         app.extensions.pop(db.BIND_KEY, None)
         transaction.rollback()
         connection.close()
+
+
+def insert_user(connection: Connection | Session, email: str) -> int:
+    """A throwaway active user written with raw SQL (no app, no factory), on PostgreSQL or
+    SQLite; its id."""
+    return connection.execute(
+        sqlalchemy.text(
+            "INSERT INTO users (email, password_hash, role, is_active, created_at, updated_at, "
+            "password_changed_at) VALUES (:email, 'x', 'user', :active, CURRENT_TIMESTAMP, "
+            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP) RETURNING id"
+        ),
+        {"email": email, "active": True},
+    ).scalar_one()

@@ -13,6 +13,7 @@ from app.extensions import db
 from app.tasks import service
 from app.tasks.models import Task, TaskCount
 from app.users.models import User
+from tests.support.database import insert_user
 from tests.tasks.test_service import principal
 from tests.test_migrations import migrate, migration_app
 
@@ -87,17 +88,7 @@ def test_counts_follow_every_write_on_sqlite(tmp_path: Path) -> None:
     app = migration_app(f"sqlite:///{tmp_path / 'app.db'}", tmp_path)
     migrate(app, "upgrade", "head")
     with app.app_context(), db.engine.begin() as connection:
-        owners = [
-            connection.execute(
-                text(
-                    "INSERT INTO users (email, password_hash, role, is_active, created_at, "
-                    "updated_at, password_changed_at) VALUES (:email, 'x', 'user', 1, "
-                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP) RETURNING id"
-                ),
-                {"email": f"owner{number}@example.com"},
-            ).scalar_one()
-            for number in range(2)
-        ]
+        owners = [insert_user(connection, f"owner{number}@example.com") for number in range(2)]
         exercise(connection, *owners)
 
 
@@ -105,13 +96,7 @@ def test_the_migration_counts_the_tasks_that_exist(tmp_path: Path) -> None:
     app = migration_app(f"sqlite:///{tmp_path / 'app.db'}", tmp_path)
     migrate(app, "upgrade", "0001")
     with app.app_context(), db.engine.begin() as connection:
-        owner = connection.execute(
-            text(
-                "INSERT INTO users (email, password_hash, role, is_active, created_at, "
-                "updated_at, password_changed_at) VALUES ('o@example.com', 'x', 'user', 1, "
-                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP) RETURNING id"
-            )
-        ).scalar_one()
+        owner = insert_user(connection, "o@example.com")
         connection.execute(text(INSERT_TASKS), {"first": owner, "second": owner})
     migrate(app, "upgrade", "head")
     with app.app_context(), db.engine.connect() as connection:
@@ -158,13 +143,7 @@ def test_concurrent_writers_of_one_owner_do_not_wait_for_each_other(
     engine = create_engine(live_database_url, poolclass=NullPool)
     try:
         with engine.begin() as setup:
-            owner = setup.execute(
-                text(
-                    "INSERT INTO users (email, password_hash, role, is_active, created_at, "
-                    "updated_at, password_changed_at) VALUES ('slots@example.com', 'x', 'user', "
-                    "true, now(), now(), now()) RETURNING id"
-                )
-            ).scalar_one()
+            owner = insert_user(setup, "slots@example.com")
         first = engine.connect()
         first_slot = first.execute(text("SELECT pg_backend_pid() % 16")).scalar_one()
         first.execute(text(INSERT_TASKS), {"first": owner, "second": owner})  # open, uncommitted

@@ -17,6 +17,7 @@ from app.core.errors import Conflict
 from app.extensions import db
 from app.webhooks import service
 from app.webhooks.models import Webhook
+from tests.support.database import insert_user
 
 CAP = 2
 
@@ -52,13 +53,7 @@ def test_two_creates_at_the_cap_minus_one_make_one_webhook(
 ) -> None:
     with committing_app.app_context():
         session = db.session()
-        owner = session.execute(
-            text(
-                "INSERT INTO users (email, password_hash, role, is_active, created_at, "
-                "updated_at, password_changed_at) VALUES ('cap@example.com', 'x', 'user', true, "
-                "now(), now(), now()) RETURNING id"
-            )
-        ).scalar_one()
+        owner = insert_user(session, "cap@example.com")
         session.commit()
         values = {"url": "http://127.0.0.1:9/hook", "event_types": ["*"]}
         service.create_webhook(session, owner_id=owner, values=values)
