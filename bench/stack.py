@@ -2,8 +2,9 @@
 processes (gunicorn, Celery) started and stopped by pid.
 
 The database is a throwaway one on the machine's PostgreSQL (or on one started for the run when
-none answers), created and dropped like the test suite's; Redis keys carry a prefix of their
-own, deleted at the end. Nothing else on either server is read or written.
+none answers), created, migrated and dropped by the test suite's ``migrated_database``; Redis
+keys carry a prefix of their own, deleted at the end. Nothing else on either server is read or
+written.
 """
 
 # ruff: noqa: S603, S310 - starts the services and calls them on loopback
@@ -32,7 +33,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from app.config import RATE_LIMIT_SETTINGS  # noqa: E402
-from tests.support.database import temporary_database  # noqa: E402
+from tests.support.database import insert_user, migrated_database  # noqa: E402
 from tests.support.services import ensure_postgres, ensure_redis, free_port  # noqa: E402
 
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
@@ -76,12 +77,11 @@ def open_stack(workdir: Path, *, workers: int, threads: int) -> Iterator[Stack]:
     """A migrated throwaway database and a Redis prefix; both removed afterwards."""
     server_url = ensure_postgres()
     redis_url = ensure_redis()
-    with temporary_database(server_url, prefix="tmpl_bench") as url:
-        rendered = url.render_as_string(hide_password=False)
+    with migrated_database(server_url, prefix="tmpl_bench") as rendered:
         prefix = f"bench-{secrets.token_hex(4)}:"
         stack = Stack(
             database_url=rendered,
-            database_name=str(url.database),
+            database_name=str(sa.make_url(rendered).database),
             redis_url=redis_url,
             key_prefix=prefix,
             workdir=workdir,
@@ -90,7 +90,6 @@ def open_stack(workdir: Path, *, workers: int, threads: int) -> Iterator[Stack]:
         )
         stack.env = production_env(stack)
         (workdir / "metrics").mkdir(exist_ok=True)
-        migrate(stack)
         try:
             yield stack
         finally:
@@ -129,17 +128,6 @@ def production_env(stack: Stack) -> dict[str, str]:
     )
     env.update(dict.fromkeys(RATE_LIMIT_SETTINGS, HIGH_LIMIT))
     return env
-
-
-def migrate(stack: Stack) -> None:
-    """Bring the empty database to the head revision, as ``flask db upgrade`` does."""
-    subprocess.run(
-        [str(VENV_BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
-        cwd=ROOT,
-        env=stack.env,
-        check=True,
-        capture_output=True,
-    )
 
 
 def hash_password(stack: Stack) -> tuple[str, float]:
@@ -220,15 +208,7 @@ def grow(stack: Stack, total_tasks: int, owners: int = 99) -> float:
         if missing <= 0:
             return 0.0
         owner_ids = [
-            connection.execute(
-                sa.text(
-                    "INSERT INTO users (email, password_hash, role, is_active, created_at, "
-                    "updated_at, password_changed_at) VALUES (:email, 'x', 'user', true, now(), "
-                    "now(), now()) RETURNING id"
-                ),
-                {"email": f"owner{number}@bench.invalid"},
-            ).scalar_one()
-            for number in range(owners)
+            insert_user(connection, f"owner{number}@bench.invalid") for number in range(owners)
         ]
         per_owner, extra = divmod(missing, owners)
         for index, owner in enumerate(owner_ids):
