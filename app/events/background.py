@@ -14,10 +14,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.config import current_settings
-from app.core.database import relax_commit_durability, utcnow
+from app.core.database import relax_commit_durability, relaxed_commit, utcnow
 from app.core.messaging import send_task
 from app.core.retry import backoff_delay
-from app.events.commits import relaxed_commit
 from app.events.models import ConsumedEvent, OutboxEvent
 from app.events.registry import Consumer, FollowUp, consumers_for
 from app.events.relay import publish_pending

@@ -3,7 +3,7 @@
 A delivery attempt is a claim and an outcome, each one ``UPDATE ... RETURNING`` on the success
 path. In an ordinary transaction each costs three round trips (psycopg2's ``BEGIN``, the
 statement, ``COMMIT``), and four with ``SET LOCAL synchronous_commit``; in autocommit mode it is
-one, and ``relaxed_commit()`` (``app.events.commits``) in its ``RETURNING`` makes that one
+one, and ``relaxed_commit()`` (``app.core.database``) in its ``RETURNING`` makes that one
 commit skip the disk flush. What needs several statements under row locks (a failed outcome,
 the circuit breaker) runs in a real transaction on the same connection (``transaction``).
 

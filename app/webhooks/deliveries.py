@@ -32,10 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from app.config import Settings, current_settings
-from app.core.database import utcnow
+from app.core.database import relaxed_commit, utcnow
 from app.core.messaging import send_task
 from app.core.retry import backoff_delay
-from app.events.commits import relaxed_commit
 from app.events.models import OutboxEvent
 from app.events.service import WEBHOOK_DISABLED, record
 from app.webhooks.connection import transaction
