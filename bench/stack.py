@@ -7,14 +7,13 @@ keys carry a prefix of their own, deleted at the end. Nothing else on either ser
 written.
 """
 
-# ruff: noqa: S603, S310 - starts the services and calls them on loopback
+# ruff: noqa: S603 - starts the services and calls them on loopback
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,8 @@ if str(ROOT) not in sys.path:
 
 from app.config import RATE_LIMIT_SETTINGS  # noqa: E402
 from tests.support.database import insert_user, migrated_database  # noqa: E402
+from tests.support.edge import http_request  # noqa: E402
+from tests.support.live import Process  # noqa: E402
 from tests.support.services import ensure_postgres, ensure_redis, free_port  # noqa: E402
 
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
@@ -240,18 +241,16 @@ def task_count(stack: Stack) -> int:
 
 
 @dataclass
-class Service:
-    """A process this run started (gunicorn master or Celery worker), stopped by its pid."""
+class Service(Process):
+    """A process this run started (gunicorn master or Celery worker): the test suite's
+    ``Process`` (SIGTERM, then SIGKILL of its group) with its port and its children."""
 
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
     port: int | None = None
 
     @property
     def pid(self) -> int:
         """The main process id."""
-        return self.process.pid
+        return self.popen.pid
 
     def children(self) -> list[int]:
         """Direct child pids (gunicorn workers, Celery pool processes)."""
@@ -260,17 +259,6 @@ class Service:
             return [int(pid) for pid in path.read_text().split()]
         except OSError:
             return []
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
 
 
 def start_gunicorn(stack: Stack, app_uri: str, name: str, **extra_env: str) -> Service:
@@ -300,7 +288,7 @@ def wait_for_http(service: Service, path: str, timeout: float = 60.0) -> None:
     """Wait until ``service`` answers HTTP on ``path`` (any status); fail if it exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if service.process.poll() is not None:
+        if service.popen.poll() is not None:
             tail = service.log_path.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{service.name} exited:\n{tail}")
         try:
@@ -381,17 +369,9 @@ def api_call(
     port: int, method: str, path: str, body: Any = None, token: str | None = None
 ) -> tuple[int, Any]:
     """One JSON request to the service; returns (status, decoded body)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    answer = http_request(port, method, path, body=body, headers=headers, source="127.0.0.1")
+    return answer.status, json.loads(answer.body or b"null")
 
 
 def login(port: int, email: str) -> str:
