@@ -3,18 +3,16 @@ run again; on a copy of this repository the fast part of the suite still passes 
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from app.config import PROJECT_ROOT
 from tests.support.commands import run
+from tests.support.deploy_scripts import RENAME, load_rename
 from tests.template.repository import (
     FAST_TESTS,
     copy_environment,
@@ -25,20 +23,8 @@ from tests.template.repository import (
     tail,
 )
 
-RENAME = PROJECT_ROOT / "deploy" / "rename.py"
 # The README's example; another when the repository already has that name (it was renamed).
 NEW_NAMES = (("Acme Orders", "acme-orders"), ("Beta Billing", "beta-billing"))
-
-
-def load_rename() -> ModuleType:
-    """deploy/rename.py as a module (deploy/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("deploy_rename", RENAME)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("deploy_rename", module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def recorded_name(root: Path) -> tuple[str, str]:

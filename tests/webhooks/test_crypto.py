@@ -5,19 +5,17 @@ named labels still open."""
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from app.config import load_settings
+from app.config import PROJECT_ROOT, load_settings
 from app.notifications import sealing
 from app.webhooks import crypto
-from tests.template.test_rename import load_rename
+from tests.support.deploy_scripts import load_rename
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET_KEY = "k" * 48
 
 
@@ -28,7 +26,7 @@ def fernet_for(material: str, info: bytes) -> Fernet:
 
 @pytest.mark.parametrize("label", [crypto.HKDF_INFO, sealing.HKDF_INFO])
 def test_no_spelling_of_the_service_name_is_in_a_key_label(label: bytes) -> None:
-    service_name = load_rename().current_name(ROOT)
+    service_name = load_rename().current_name(PROJECT_ROOT)
     assert service_name.pattern().search(label.decode()) is None
 
 
