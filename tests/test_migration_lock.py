@@ -65,8 +65,10 @@ def test_an_upgrade_waits_while_another_run_holds_the_migration_lock(
                 )
                 try:
                     wait_for(
-                        lambda: sessions_waiting_for_an_advisory_lock(other_run)
-                        or upgrade.poll() is not None,
+                        lambda: (
+                            sessions_waiting_for_an_advisory_lock(other_run)
+                            or upgrade.poll() is not None
+                        ),
                         timeout=60,
                         what="the upgrade to wait on the migration lock",
                     )
