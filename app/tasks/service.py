@@ -228,15 +228,38 @@ def _filter_values(
     return {name: value for name, value in filters.items() if value is not None}
 
 
-# One condition per filter, each comparing with the bound parameter of the filter's name.
-_CONDITIONS: Mapping[str, Callable[[], ColumnElement[bool]]] = {
-    "owner_id": lambda: Task.owner_id == bindparam("owner_id"),
-    "status": lambda: Task.status == bindparam("status"),
-    "priority": lambda: Task.priority == bindparam("priority"),
-    "tag": lambda: json_array_contains(Task.tags, bindparam("tag")),
-    "due_after": lambda: Task.due_at >= bindparam("due_after"),
-    "due_before": lambda: Task.due_at < bindparam("due_before"),
-    "q": lambda: Task.title.ilike(bindparam("q"), escape=LIKE_ESCAPE),
+def task_conditions(
+    *,
+    owner_id: int,
+    status: TaskStatus | None = None,
+    priority: TaskPriority | None = None,
+    tag: str | None = None,
+    due_after: datetime | None = None,
+    due_before: datetime | None = None,
+) -> list[ColumnElement[bool]]:
+    """WHERE clauses of ``owner_id``'s tasks matching the filters, their values inlined as
+    parameters (for a statement a caller builds itself, as the bulk update does)."""
+    given = _filter_values(
+        owner_id=owner_id,
+        status=status,
+        priority=priority,
+        tag=tag,
+        due_after=due_after,
+        due_before=due_before,
+    )
+    return [_CONDITIONS[name](value) for name, value in given.items()]
+
+
+# One condition per filter, comparing with its value or, in a statement built once per shape,
+# with the bound parameter of the filter's name (``_conditions``).
+_CONDITIONS: Mapping[str, Callable[[Any], ColumnElement[bool]]] = {
+    "owner_id": lambda value: Task.owner_id == value,
+    "status": lambda value: Task.status == value,
+    "priority": lambda value: Task.priority == value,
+    "tag": lambda value: json_array_contains(Task.tags, value),
+    "due_after": lambda value: Task.due_at >= value,
+    "due_before": lambda value: Task.due_at < value,
+    "q": lambda value: Task.title.ilike(value, escape=LIKE_ESCAPE),
 }
 
 
@@ -274,7 +297,7 @@ def _stream_statement(filters: frozenset[str]) -> Select[Any]:
 
 
 def _conditions(filters: frozenset[str]) -> list[ColumnElement[bool]]:
-    return [_CONDITIONS[name]() for name in sorted(filters)]
+    return [_CONDITIONS[name](bindparam(name)) for name in sorted(filters)]
 
 
 def order_by(sort: str) -> list[UnaryExpression[Any]]:

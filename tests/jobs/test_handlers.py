@@ -319,3 +319,34 @@ def test_set_status_changes_the_filtered_tasks(db_session: Session, user: User) 
     assert (tagged.status, other.status) == ("in_progress", "todo")
     assert job.result is not None
     assert job.result["updated"] == 1
+
+
+def test_set_status_honours_every_filter_of_the_task_list(db_session: Session, user: User) -> None:
+    now = utcnow()
+    matching = {"status": "todo", "priority": "high", "tags": ["q1"], "due_at": now}
+    chosen = TaskFactory(owner=user, **matching)
+    missed = [
+        TaskFactory(owner=user, **{**matching, "status": "done"}),
+        TaskFactory(owner=user, **{**matching, "priority": "low"}),
+        TaskFactory(owner=user, **{**matching, "tags": ["q2"]}),
+        TaskFactory(owner=user, **{**matching, "due_at": now - timedelta(days=2)}),
+        TaskFactory(owner=user, **{**matching, "due_at": now + timedelta(days=2)}),
+    ]
+    task_filter = {
+        "status": "todo",
+        "priority": "high",
+        "tag": "q1",
+        "due_after": (now - timedelta(days=1)).isoformat(),
+        "due_before": (now + timedelta(days=1)).isoformat(),
+    }
+    job = make_job(
+        db_session,
+        user,
+        "tasks.bulk_update",
+        {"action": "set_status", "status": "in_progress", "filter": task_filter},
+    )
+    bulk_update_tasks(db_session, job, Progress())
+    for task in [chosen, *missed]:
+        db_session.refresh(task)
+    assert chosen.status == "in_progress"
+    assert [task.status for task in missed] == ["done", "todo", "todo", "todo", "todo"]

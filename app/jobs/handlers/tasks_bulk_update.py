@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from app.config import current_settings
 from app.core.database import utcnow
 from app.jobs.handlers.base import Progress, ResultFile, load_params, percent
-from app.jobs.handlers.filters import task_conditions
 from app.jobs.models import Job
 from app.jobs.params import COMPLETE_OVERDUE, BulkUpdateParams
 from app.tasks import service as tasks_service
@@ -30,13 +29,12 @@ def bulk_update_tasks(session: Session, job: Job, progress: Progress) -> ResultF
     summary: dict[str, Any] = dict(job.result or {})
     # Fixed at the first run, so a resumed run means the same "overdue".
     as_of = datetime.fromisoformat(summary.setdefault("as_of", utcnow().isoformat()))
+    conditions = tasks_service.task_conditions(owner_id=job.owner_id, **params["filter"])
     if params["action"] == COMPLETE_OVERDUE:
         target = TaskStatus.DONE
-        conditions = task_conditions(job.owner_id, params["filter"])
         conditions += [Task.due_at.is_not(None), Task.due_at < as_of]
     else:
         target = TaskStatus(params["status"])
-        conditions = task_conditions(job.owner_id, params["filter"])
     conditions.append(Task.status != target.value)
     if "matched" not in summary:
         summary["matched"] = session.scalar(
