@@ -42,16 +42,18 @@ _install_lock = threading.Lock()
 def publish_pending(
     session: Session,
     *,
-    batch: int = 500,
+    batch: int,
     older_than: timedelta | None = None,
     undispatched_for: timedelta | None = None,
 ) -> int:
-    """Publish up to ``batch`` events and mark them published; return how many went out.
+    """The sweep's publishing: up to ``batch`` events, marked published; return how many went
+    out.
 
     By default the unpublished ones; with ``undispatched_for``, instead those published that
     long ago whose dispatch never completed (the message was lost with a worker or a Redis).
-    Rows are claimed with ``FOR UPDATE SKIP LOCKED`` so several relays never publish the same row
-    at the same time (SQLite, single-process, ignores the clause).
+    Rows are claimed with ``FOR UPDATE SKIP LOCKED`` so two sweeps never publish the same row at
+    the same time (SQLite, single-process, ignores the clause); the kick does not claim
+    (``publish_committed``).
     """
     global _broker_down_until
     order: Any
