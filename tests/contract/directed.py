@@ -19,7 +19,13 @@ from app.idempotency.models import IdempotencyKey
 from app.jobs.models import Job, JobFile
 from app.users.models import User
 from app.users.reset_service import issue_reset_token
-from tests.contract.support import PASSWORD, RECEIVER_NETLOC, Accounts, Observations
+from tests.contract.support import (
+    PASSWORD,
+    RECEIVER_NETLOC,
+    Accounts,
+    Observations,
+    operations,
+)
 from tests.support.live import LiveStack, wait_for
 from tests.support.openapi_bodies import valid_body
 
@@ -119,9 +125,8 @@ def idempotency_key_in_progress(directed: Directed) -> None:
     document = directed.schema.raw_schema
     idempotent = [
         operation
-        for item in document["paths"].values()
-        for method, operation in item.items()
-        if method != "parameters" and "Idempotency-Key" in parameter_names(operation)
+        for _path, operation in operations(document)
+        if "Idempotency-Key" in parameter_names(operation)
     ]
     assert {operation["operationId"] for operation in idempotent} >= {"createTask", "createJob"}
     for operation in idempotent:

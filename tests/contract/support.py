@@ -36,6 +36,16 @@ def served_document(settings: dict[str, str]) -> dict[str, Any]:
     return document
 
 
+def operations(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(path template, operation) for every operation of ``document``."""
+    return [
+        (path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method != "parameters"
+    ]
+
+
 def operation_id(case: Any) -> str:
     """The operationId of ``case``'s operation."""
     return str(case.operation.definition.raw["operationId"])

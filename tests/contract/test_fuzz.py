@@ -31,6 +31,7 @@ from tests.contract.support import (
     Accounts,
     Observations,
     operation_id,
+    operations,
     prepare,
     served_document,
 )
@@ -212,14 +213,13 @@ def test_every_limited_operation_answers_429_in_the_documented_shape(
     )
     limited = [
         (path, operation)
-        for path, item in DOCUMENT["paths"].items()
-        for method, operation in item.items()
-        if method != "parameters" and "429" in operation["responses"]
+        for path, operation in operations(DOCUMENT)
+        if "429" in operation["responses"]
     ]
     assert len(limited) > 25
     for template, operation in limited:
-        path = {name: SAMPLE_PATH_VALUES[name] for name in re.findall(r"{(\w+)}", template)}
         role = "user" if operation.get("security") else None
+        path = sample_path(template)
         directed.call(operation["operationId"], 429, role=role, path_parameters=path)
 
 
@@ -232,19 +232,21 @@ SAMPLE_PATH_VALUES = {
 }
 
 
+def sample_path(template: str) -> dict[str, Any]:
+    """A value for each path parameter of ``template`` (the document's path, braces and all)."""
+    return {name: SAMPLE_PATH_VALUES[name] for name in re.findall(r"{(\w+)}", template)}
+
+
 def test_every_secured_operation_answers_401_without_a_token(
     contract_stack: LiveStack, accounts: Accounts, observations: Observations
 ) -> None:
     directed = Directed(schema, contract_stack, accounts, observations)
     secured = [
-        (path, operation)
-        for path, item in DOCUMENT["paths"].items()
-        for method, operation in item.items()
-        if method != "parameters" and operation.get("security")
+        (path, operation) for path, operation in operations(DOCUMENT) if operation.get("security")
     ]
     assert len(secured) > 20
     for template, operation in secured:
-        path = {name: SAMPLE_PATH_VALUES[name] for name in re.findall(r"{(\w+)}", template)}
+        path = sample_path(template)
         directed.call(operation["operationId"], 401, role=None, path_parameters=path)
 
 
@@ -254,15 +256,13 @@ def test_every_documented_400_answers_malformed_json(
     directed = Directed(schema, contract_stack, accounts, observations)
     documented = [
         (path, operation)
-        for path, item in DOCUMENT["paths"].items()
-        for method, operation in item.items()
-        if method != "parameters"
-        and "400" in operation["responses"]
+        for path, operation in operations(DOCUMENT)
+        if "400" in operation["responses"]
         and "application/json" in operation.get("requestBody", {}).get("content", {})
     ]
     assert len(documented) >= 6
     for template, operation in documented:
-        path = {name: SAMPLE_PATH_VALUES[name] for name in re.findall(r"{(\w+)}", template)}
+        path = sample_path(template)
         directed.call(operation["operationId"], 400, path_parameters=path, raw_body=b'{"a": ')
 
 
@@ -292,9 +292,7 @@ def test_every_documented_status_was_observed(
         pytest.skip("run the whole module: the statuses are observed across all of it")
     documented = {
         (operation["operationId"], int(status))
-        for item in DOCUMENT["paths"].values()
-        for method, operation in item.items()
-        if method != "parameters"
+        for _path, operation in operations(DOCUMENT)
         for status in operation["responses"]
         if status != "default"
     }
