@@ -11,7 +11,8 @@ import pytest
 from flask import Flask
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from app.config import PROJECT_ROOT, Settings, load_settings
+from app.config import PROJECT_ROOT, ConfigError, Settings, load_settings
+from tests.support.settings import clear_settings_environment
 
 README = (PROJECT_ROOT / "README.md").read_text()
 ENV_EXAMPLE = (PROJECT_ROOT / ".env.example").read_text()
@@ -161,3 +162,42 @@ def test_env_example_values_are_valid(tmp_path: Path, monkeypatch: pytest.Monkey
     assert values["DATABASE_URL"] == settings.DATABASE_URL
     assert settings.SECRET_KEY is not None
     assert len(settings.SECRET_KEY.get_secret_value()) >= 32
+
+
+SECONDS_PER_UNIT = {"": 1, "s": 1, "min": 60, "h": 3600}
+STATED_RANGE = re.compile(r"\((\d+(?:\.\d+)?) ?(s|min|h)? to (\d+(?:\.\d+)?) ?(s|min|h)?\)")
+
+
+def stated_ranges() -> dict[str, tuple[float, float]]:
+    """Setting -> (lowest, highest) for every meaning cell that states a range, "(30 s to 24 h)"."""
+    ranges = {}
+    for name, (_, meaning) in settings_rows().items():
+        match = STATED_RANGE.search(meaning)
+        if match:
+            low, low_unit, high, high_unit = match.groups()
+            ranges[name] = (
+                float(low) * SECONDS_PER_UNIT[low_unit or ""],
+                float(high) * SECONDS_PER_UNIT[high_unit or ""],
+            )
+    return ranges
+
+
+def test_the_ranges_the_settings_table_states_are_the_ones_enforced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clear_settings_environment(monkeypatch)
+    ranges = stated_ranges()
+    assert {"ACCESS_TOKEN_TTL_SECONDS", "PASSWORD_RESET_TTL_SECONDS"} <= set(ranges)
+    for name, (low, high) in ranges.items():
+        as_type = type(Settings.model_fields[name].default)
+        step = 1 if as_type is int else 0.01
+        for inside in (low, high):
+            settings = load_settings(
+                APP_ENV="testing", INSTANCE_PATH=str(tmp_path), **{name: as_type(inside)}
+            )
+            assert getattr(settings, name) == as_type(inside)
+        for outside in (low - step, high + step):
+            with pytest.raises(ConfigError, match=name):
+                load_settings(
+                    APP_ENV="testing", INSTANCE_PATH=str(tmp_path), **{name: as_type(outside)}
+                )
