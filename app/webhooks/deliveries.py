@@ -3,8 +3,8 @@
 A delivery row is the source of truth. A worker claims it with a short lease, does the HTTP
 exchange with no transaction open, then records the outcome; the beat sweep re-enqueues whatever
 is due and unclaimed, so a killed worker, a lost message or a dead broker never loses a delivery.
-Each public function is one transaction, except ``create_deliveries`` (an event consumer: the
-dispatcher commits it together with its idempotency marker).
+Each public function is one transaction, except ``fan_out_deliveries`` (an event consumer's
+work: the dispatcher commits it together with its idempotency marker).
 """
 
 from __future__ import annotations
@@ -87,17 +87,18 @@ class NewDelivery:
 
 
 def create_deliveries(session: Session, *, event: OutboxEvent) -> list[uuid.UUID]:
-    """Add one delivery per active endpoint of the event's owner that wants it (no commit).
-
-    The caller (the event dispatcher) commits them with its "consumed" marker and then sends
-    ``webhooks.deliver`` for each returned id; the unique (webhook, event) pair makes a second
-    run of this consumer fail rather than deliver twice.
-    """
+    """The ids of ``fan_out_deliveries``' new deliveries (no commit)."""
     return [delivery.id for delivery in fan_out_deliveries(session, event=event)]
 
 
 def fan_out_deliveries(session: Session, *, event: OutboxEvent) -> list[NewDelivery]:
-    """``create_deliveries``, telling also which endpoints are not in a failure streak."""
+    """Add one delivery per active endpoint of the event's owner that wants it (no commit), and
+    tell which endpoints are not in a failure streak.
+
+    The caller (the ``webhooks.fan_out`` consumer) has them committed with its "consumed"
+    marker and then attempted; the unique (webhook, event) pair makes a second run fail rather
+    than deliver twice.
+    """
     owner_id = _owner_of(event.payload)
     if owner_id is None:
         return []
