@@ -14,7 +14,6 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -217,16 +216,6 @@ def hop_breakdown(
     return {
         name: (statistics.median(values), percentile(values, 0.99)) for name, values in hops.items()
     }
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 10 ms until true; raise after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def queue_length(stack: Stack, queue: str) -> int:

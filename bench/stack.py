@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from app.config import RATE_LIMIT_SETTINGS  # noqa: E402
+from bench.load import children_of  # noqa: E402
 from tests.support.database import insert_user, migrated_database  # noqa: E402
 from tests.support.edge import http_request  # noqa: E402
 from tests.support.live import Process  # noqa: E402
@@ -254,11 +255,7 @@ class Service(Process):
 
     def children(self) -> list[int]:
         """Direct child pids (gunicorn workers, Celery pool processes)."""
-        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        try:
-            return [int(pid) for pid in path.read_text().split()]
-        except OSError:
-            return []
+        return children_of(self.pid)
 
 
 def start_gunicorn(stack: Stack, app_uri: str, name: str, **extra_env: str) -> Service:
