@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import schemathesis
 
 from app.config import RATE_LIMIT_SETTINGS
 from tests.contract.support import Accounts, Observations
@@ -80,12 +79,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"contract fuzzing: {sum(observed.cases.values())} cases ({by_source}); "
             f"{len(observed.seen())} distinct (operation, status) pairs"
         )
-
-
-@pytest.fixture(scope="module")
-def api_schema(contract_stack: LiveStack) -> Any:
-    """The OpenAPI document as the running server serves it."""
-    return schemathesis.openapi.from_url(f"{contract_stack.base_url}/api/v1/openapi.json")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,8 +146,3 @@ def owned(
             "user_id": user.id,
         },
     )
-
-
-def random_uuid() -> str:
-    """A UUID nobody owns."""
-    return str(uuid.uuid4())
