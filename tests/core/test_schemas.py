@@ -28,6 +28,16 @@ def test_text_refuses_control_characters() -> None:
         assert caught.value.messages == {"title": ["Must not contain control characters."]}
 
 
+def test_text_refuses_a_line_break_at_the_very_end() -> None:
+    # The check is a regex: a "$" that stops before a final newline must not let it through.
+    for bad in ["title\n", "title\r\n", "\n"]:
+        with pytest.raises(ma.ValidationError) as caught:
+            Note().load({"title": bad})
+        assert caught.value.messages == {"title": ["Must not contain control characters."]}
+    with pytest.raises(ma.ValidationError):
+        Note().load({"title": "t", "body": "end\x00\n"})
+
+
 def test_multiline_text_allows_line_breaks_and_tabs_only() -> None:
     assert Note().load({"title": "t", "body": "a\r\n\tb"})["body"] == "a\r\n\tb"
     with pytest.raises(ma.ValidationError):
