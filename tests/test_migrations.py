@@ -9,19 +9,17 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask
 
-from app import create_app
 from app.cli import alembic_config
 from app.config import PROJECT_ROOT
 from app.extensions import db
 from app.models import Base
 from tests.support.commands import run
-from tests.support.database import temporary_database
+from tests.support.database import migrate, migration_app, temporary_database
 
 # Options migrations/env.py gives Alembic; the comparison must be as strict as autogenerate.
 COMPARE_OPTIONS = {"compare_type": True, "compare_server_default": True}
@@ -32,21 +30,6 @@ def empty_database(postgres_server_url: str) -> Iterator[str]:
     """The URL of a new, empty PostgreSQL database, dropped after the test."""
     with temporary_database(postgres_server_url, prefix="tmpl_migrations") as url:
         yield url.render_as_string(hide_password=False)
-
-
-def migration_app(database_url: str, tmp_path: Path) -> Flask:
-    """An app on ``database_url``, for running the migration commands."""
-    return create_app(
-        {"APP_ENV": "testing", "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path)}
-    )
-
-
-def migrate(app: Flask, direction: str, revision: str) -> None:
-    """Run ``alembic upgrade|downgrade revision`` on ``app``'s database."""
-    with app.app_context(), db.engine.connect() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        getattr(command, direction)(config, revision)
 
 
 def table_names(app: Flask) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import sqlalchemy
 from alembic import command
@@ -42,6 +43,21 @@ def temporary_database(server_url: str, prefix: str = "tmpl_test") -> Iterator[U
         admin.dispose()
 
 
+def migration_app(database_url: str, tmp_path: Path) -> Flask:
+    """An app on ``database_url``, for running the migration commands."""
+    return create_app(
+        {"APP_ENV": "testing", "DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path)}
+    )
+
+
+def migrate(app: Flask, direction: str, revision: str) -> None:
+    """Run ``alembic upgrade|downgrade revision`` on ``app``'s database."""
+    with app.app_context(), db.engine.connect() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        getattr(command, direction)(config, revision)
+
+
 @contextmanager
 def migrated_database(server_url: str, prefix: str = "tmpl_test") -> Iterator[str]:
     """A new database on ``server_url``'s server, migrated to head by Alembic as production is;
@@ -49,10 +65,7 @@ def migrated_database(server_url: str, prefix: str = "tmpl_test") -> Iterator[st
     with temporary_database(server_url, prefix=prefix) as url:
         rendered = url.render_as_string(hide_password=False)
         migrate_app = create_app({"APP_ENV": "testing", "DATABASE_URL": rendered})
-        with migrate_app.app_context(), db.engine.connect() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        migrate(migrate_app, "upgrade", "head")
         with migrate_app.app_context():
             db.engine.dispose()
         yield rendered
