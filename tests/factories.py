@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import factory
 
+from app.core.auth import Principal
 from app.core.database import utcnow
 from app.core.security import password_hashing, token_codec
 from app.extensions import db
@@ -52,3 +54,8 @@ def access_token_for(user: User, **session_fields: Any) -> str:
 def auth_headers(user: User) -> dict[str, str]:
     """``Authorization`` header for ``user``."""
     return {"Authorization": f"Bearer {access_token_for(user)}"}
+
+
+def principal(user: User) -> Principal:
+    """The principal of ``user`` (as the auth layer would build it)."""
+    return Principal(user_id=user.id, role=user.role, session_id=uuid.uuid4())

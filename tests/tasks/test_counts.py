@@ -13,8 +13,8 @@ from app.extensions import db
 from app.tasks import service
 from app.tasks.models import Task, TaskCount
 from app.users.models import User
+from tests.factories import principal
 from tests.support.database import insert_user, migrate, migration_app
-from tests.tasks.test_service import principal
 
 INSERT_TASKS = """
 INSERT INTO tasks (owner_id, title, status, priority, tags, created_at, updated_at, version)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,21 +12,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal
 from app.core.errors import Forbidden, NotFound, PreconditionFailed
 from app.events.models import OutboxEvent
 from app.tasks import service
 from app.tasks.models import Task, TaskPriority, TaskStatus
 from app.users.models import User
+from tests.factories import principal
 from tests.tasks.factories import TaskFactory
 from tests.tasks.helpers import event_names, task_events
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
-
-
-def principal(user: User) -> Principal:
-    """The principal of ``user`` (as the auth layer would build it)."""
-    return Principal(user_id=user.id, role=user.role, session_id=uuid.uuid4())
 
 
 def listed(session: Session, viewer: User, **kwargs: Any) -> list[int]:
