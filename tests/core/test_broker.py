@@ -19,8 +19,8 @@ from kombu.transport import redis as kombu_redis
 from app.core import broker
 from tests.support.live import LiveStack, wait_for
 from tests.support.services import ManagedServer, start_redis
+from tests.webhooks.live_api import call, sign_up, subscribe
 from tests.webhooks.receiver import Receiver, running
-from tests.webhooks.test_live import call, sign_up, subscribe
 
 
 @pytest.fixture
