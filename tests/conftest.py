@@ -15,7 +15,12 @@ from sqlalchemy.orm import Session
 
 from app import create_app
 from tests.support.database import migrated_database, rolled_back_transaction
-from tests.support.services import ServiceUnavailableError, ensure_postgres, ensure_redis
+from tests.support.services import (
+    ManagedServer,
+    ServiceUnavailableError,
+    ensure_postgres,
+    ensure_redis,
+)
 
 
 @pytest.fixture(scope="session")
@@ -146,3 +151,13 @@ def make_live_stack(live_database_url: str, redis_url: str, tmp_path: Path) -> I
         stack.close()
     if stacks:
         stacks[0].reset()
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[list[ManagedServer]]:
+    """Redis servers the test starts (and may stop and restart on the same port); all stopped
+    afterwards."""
+    servers: list[ManagedServer] = []
+    yield servers
+    for server in servers:
+        server.stop()

@@ -10,7 +10,7 @@ the slot when an acknowledgement fails, so the worker notices the lost connectio
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,15 +21,6 @@ from tests.support.live import LiveStack, wait_for
 from tests.support.services import ManagedServer, start_redis
 from tests.webhooks.live_api import call, sign_up, subscribe
 from tests.webhooks.receiver import Receiver, running
-
-
-@pytest.fixture
-def redis_servers() -> Iterator[list[ManagedServer]]:
-    """Throwaway Redis servers (this test stops one); all stopped afterwards."""
-    servers: list[ManagedServer] = []
-    yield servers
-    for server in servers:
-        server.stop()
 
 
 class FailingPipeline:
@@ -82,10 +73,10 @@ def test_celery_uses_the_repaired_qos(app: Any) -> None:
 
 @pytest.mark.slow
 def test_worker_consumes_again_after_redis_restarts_under_an_unacked_task(
-    make_live_stack: Callable[..., LiveStack], redis_servers: list[ManagedServer]
+    make_live_stack: Callable[..., LiveStack], throwaway_redis: list[ManagedServer]
 ) -> None:
     redis_server = start_redis()
-    redis_servers.append(redis_server)
+    throwaway_redis.append(redis_server)
     port = int(redis_server.url.rsplit(":", 1)[1].split("/")[0])
     stack = make_live_stack(
         CELERY_BROKER_URL=redis_server.url,
@@ -107,7 +98,7 @@ def test_worker_consumes_again_after_redis_restarts_under_an_unacked_task(
         redis_server.stop()  # the delivery finishes meanwhile; its ack cannot be sent
         wait_for(lambda: "Couldn't ack" in worker.log(), 30, "the failed acknowledgement")
         receiver.delay = 0
-        redis_servers.append(start_redis(port))  # back, empty, on the same port
+        throwaway_redis.append(start_redis(port))  # back, empty, on the same port
 
         assert call(stack, "POST", "/tasks", {"title": "after the restart"}, token)[0] == 201
         wait_for(

@@ -191,15 +191,6 @@ def test_a_sigkilled_worker_loses_no_delivery(make_live_stack: Any, receiver: Re
     )
 
 
-@pytest.fixture
-def throwaway_redis() -> Iterator[list[ManagedServer]]:
-    """Redis servers the test starts (and restarts on the same port); all stopped afterwards."""
-    servers: list[ManagedServer] = []
-    yield servers
-    for server in servers:
-        server.stop()
-
-
 def test_api_writes_succeed_while_redis_is_down_and_every_event_is_delivered_after(
     make_live_stack: Any, receiver: Receiver, throwaway_redis: list[ManagedServer]
 ) -> None:
