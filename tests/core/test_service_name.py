@@ -8,7 +8,7 @@ from sqlalchemy import Engine, text
 
 from tests.conftest import make_test_app
 
-NAME = "acme-orders"
+NAME = "probe-service-name"  # not a name tests/template renames to
 
 
 def test_service_name_is_the_openapi_title_and_the_postgresql_application_name(
